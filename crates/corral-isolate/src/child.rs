@@ -1,0 +1,333 @@
+//! The sandbox side of a run: what the cloned child does to become the sandbox's init
+//! (PID 1), and what the command process does between fork and execve.
+//!
+//! Runs in a process forked from a single-threaded corral, so allocating is fine, but
+//! nothing here may return into the caller's code: every path ends in `_exit`.
+
+use std::ffi::CString;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{chdir, execve, fork, setsid, ForkResult, Gid, Uid};
+
+use crate::mounts::{self, MountOp};
+use crate::realsys::RealMountSys;
+use crate::report::{self, TAG_STATUS, TAG_USERNS};
+use crate::seccomp::SeccompFilters;
+use crate::spec::SandboxUser;
+use crate::{caps, landlock_layer};
+
+/// Everything the child needs, prepared by the parent before clone so the child does
+/// as little as possible.
+#[derive(Debug)]
+pub(crate) struct ChildCtx {
+    /// Read end of parent -> child sync pipe.
+    pub p2c_r: RawFd,
+    /// Write end of the report pipe (close-on-exec).
+    pub report_w: RawFd,
+    /// The parent's ends of every pipe, closed first thing in the child.
+    pub parent_fds: Vec<RawFd>,
+    /// Command stdin (None: /dev/null), stdout and stderr pipe ends.
+    pub stdin_r: Option<RawFd>,
+    pub stdout_w: RawFd,
+    pub stderr_w: RawFd,
+    pub hostname: String,
+    pub plan: Vec<MountOp>,
+    pub user: SandboxUser,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// Full paths to try with execve, in PATH order.
+    pub exec_candidates: Vec<CString>,
+    /// argv[0] as the user typed it, for error messages.
+    pub program: String,
+    pub workdir: CString,
+    pub nofile: u64,
+    pub fsize: u64,
+    /// Landlock ABI and whether to scope; None when the layer is skipped.
+    pub landlock: Option<(i32, bool)>,
+    pub extra_writable: Vec<PathBuf>,
+    pub seccomp: Option<SeccompFilters>,
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends the process immediately without running the parent's atexit
+    // handlers or flushing its stdio buffers, which belong to the corral parent.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(code)
+    }
+}
+
+fn fd(raw: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: every fd passed here was created by the parent before clone and stays open
+    // in this process until it exits (only fds not used afterwards are closed).
+    #[allow(unsafe_code)]
+    unsafe {
+        BorrowedFd::borrow_raw(raw)
+    }
+}
+
+fn read_byte(raw: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    matches!(nix::unistd::read(fd(raw), &mut b), Ok(1))
+}
+
+/// Entry point of the cloned child: it is PID 1 of new pid, mount, ipc, uts and net
+/// namespaces, still host root. Never returns.
+pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
+    for &f in &ctx.parent_fds {
+        let _ = nix::unistd::close(f);
+    }
+    match setup(&ctx) {
+        Ok(cmd_pid) => init_loop(&ctx, cmd_pid),
+        Err(msg) => {
+            report::send(fd(ctx.report_w), report::TAG_ERROR, msg.as_bytes());
+            exit(125)
+        }
+    }
+}
+
+fn setup(ctx: &ChildCtx) -> Result<i32, String> {
+    // 1. corral has put us in the cgroup (EOF: corral is gone, give up quietly).
+    if !read_byte(ctx.p2c_r) {
+        exit(125);
+    }
+    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    // 2. Our cgroup becomes the root of our cgroup view.
+    unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
+    nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
+    loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
+    // 3. The root file system, then pivot into it.
+    mounts::execute(&ctx.plan, &mut RealMountSys).map_err(|e| error_chain(&e))?;
+    // 4. The user namespace comes last, so that every other namespace stays owned by
+    //    the host's: root in the sandbox holds no capability over its mounts, network,
+    //    hostname or IPC, and cannot undo anything above.
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating the user namespace: {e}"))?;
+    report::send(fd(ctx.report_w), TAG_USERNS, &[]);
+    if !read_byte(ctx.p2c_r) {
+        exit(125);
+    }
+    let root_gid = Gid::from_raw(0);
+    let root_uid = Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .map_err(|e| format!("switching to the sandbox's root group: {e}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .map_err(|e| format!("switching to the sandbox's root user: {e}"))?;
+    caps::set_not_dumpable().map_err(|e| format!("making init non-dumpable: {e}"))?;
+    // Init holds nothing of the caller's: its stdio becomes /dev/null.
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("opening /dev/null in the sandbox: {e}"))?;
+    // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
+    // corral), so the child may run arbitrary code.
+    #[allow(unsafe_code)]
+    // SAFETY: see above; the child never returns (command_main ends in execve or _exit).
+    let forked = unsafe { fork() }.map_err(|e| format!("starting the command: {e}"))?;
+    match forked {
+        ForkResult::Child => command_main(ctx),
+        ForkResult::Parent { child } => {
+            use std::os::fd::AsRawFd;
+            for target in 0..3 {
+                // SAFETY: null is an open fd owned by this process; dup2 onto 0-2
+                // replaces init's inherited stdio.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::dup2(null.as_raw_fd(), target);
+                }
+            }
+            drop(null);
+            close_all_but(ctx.report_w);
+            caps::drop_all().map_err(|e| format!("dropping init's capabilities: {e}"))?;
+            Ok(child.as_raw())
+        }
+    }
+}
+
+/// Closes every fd from 3 up except `keep`.
+fn close_all_but(keep: RawFd) {
+    // SAFETY: close_range only closes descriptors of this process; the ranges exclude
+    // 0-2 and `keep`, the only ones used afterwards.
+    #[allow(unsafe_code)]
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+    }
+}
+
+/// PID 1: reap every child; when the command ends, report its status and exit, which
+/// makes the kernel kill everything else in the sandbox (no survivor outlives it).
+fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a valid, writable c_int for waitpid to fill.
+        #[allow(unsafe_code)]
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == cmd_pid {
+            report::send(fd(ctx.report_w), TAG_STATUS, &status.to_le_bytes());
+            exit(0);
+        }
+        if pid < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            report::send(
+                fd(ctx.report_w),
+                report::TAG_ERROR,
+                format!("sandbox init lost its command: {err}").as_bytes(),
+            );
+            exit(125);
+        }
+    }
+}
+
+/// The command process: from here to execve every step narrows what it can do.
+fn command_main(ctx: &ChildCtx) -> ! {
+    if let Err(msg) = prepare_command(ctx) {
+        report::send(fd(ctx.report_w), report::TAG_ERROR, msg.as_bytes());
+        exit(125);
+    }
+    let mut last = nix::errno::Errno::ENOENT;
+    let mut denied = false;
+    for path in &ctx.exec_candidates {
+        let Err(e) = execve(path, &ctx.argv, &ctx.envp);
+        match e {
+            nix::errno::Errno::EACCES => denied = true,
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {}
+            other => last = other,
+        }
+    }
+    let (code, msg) = if last != nix::errno::Errno::ENOENT {
+        (126, format!("corral: cannot execute {}: {}\n", ctx.program, last.desc()))
+    } else if denied {
+        (126, format!("corral: cannot execute {}: permission denied\n", ctx.program))
+    } else {
+        (127, format!("corral: command not found in the sandbox: {}\n", ctx.program))
+    };
+    let _ = nix::unistd::write(fd(2), msg.as_bytes());
+    exit(code)
+}
+
+fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    // stdio: pipes to corral (never the caller's own fds: no host terminal reaches in).
+    let stdin = match ctx.stdin_r {
+        Some(r) => r,
+        None => {
+            use std::os::fd::IntoRawFd;
+            nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDONLY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("opening /dev/null: {e}"))?
+            .into_raw_fd()
+        }
+    };
+    for (from, to) in [(stdin, 0), (ctx.stdout_w, 1), (ctx.stderr_w, 2)] {
+        // SAFETY: `from` is an fd this process owns (inherited pipe end or just opened);
+        // dup2 onto 0-2 replaces them as intended.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::dup2(from, to) };
+        if rc < 0 {
+            return Err(format!("dup2: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // Signals: default dispositions, nothing blocked (corral blocks some for itself).
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
+            #[allow(unsafe_code)]
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    // Under memory pressure the OOM killer takes the command's processes, never init.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
+    setrlimit(Resource::RLIMIT_NOFILE, ctx.nofile, ctx.nofile)
+        .map_err(|e| format!("RLIMIT_NOFILE: {e}"))?;
+    setrlimit(Resource::RLIMIT_FSIZE, ctx.fsize, ctx.fsize)
+        .map_err(|e| format!("RLIMIT_FSIZE: {e}"))?;
+    caps::become_user(ctx.user).map_err(|e| format!("dropping privileges: {e}"))?;
+    chdir(ctx.workdir.as_c_str()).map_err(|e| {
+        format!(
+            "working directory {}: {e}",
+            ctx.workdir.to_string_lossy()
+        )
+    })?;
+    caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    if let Some((abi, scopes)) = ctx.landlock {
+        let writable = landlock_layer::writable_paths(&ctx.extra_writable);
+        landlock_layer::restrict(abi, scopes, &writable).map_err(|e| error_chain(&e))?;
+    }
+    // Everything but 0-2 is closed at execve (the report pipe stays usable until then).
+    // SAFETY: marks descriptors of this process close-on-exec; nothing is closed now.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as u32,
+        );
+    }
+    // seccomp last: from here on only the allowlist applies, execve included.
+    if let Some(filters) = &ctx.seccomp {
+        filters.apply().map_err(|e| error_chain(&e))?;
+    }
+    Ok(())
+}
+
+/// "what failed: why: root cause" on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Sets the loopback interface up in the sandbox's new network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    #[allow(unsafe_code)]
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: sock is an open socket; req is a valid ifreq naming "lo" that the kernel
+    // reads and (for SIOCGIFFLAGS) writes.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

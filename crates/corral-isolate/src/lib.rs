@@ -1,0 +1,29 @@
+//! corral-isolate: the Linux primitives a corral sandbox is built from — namespaces,
+//! mounts and pivot_root, seccomp, Landlock, capabilities, cgroups v1 and v2, rlimits,
+//! and the in-sandbox init — and [`run`], which puts them together for one command.
+//!
+//! This is the only crate in the workspace that may use `unsafe`; every block carries a
+//! `// SAFETY:` comment naming the invariant it relies on. Kernel-facing logic (mount
+//! order, cgroup layout, cleanup) sits behind traits with recording fakes in the tests.
+
+mod caps;
+mod cgroup;
+mod child;
+mod landlock_layer;
+mod mounts;
+mod realsys;
+mod report;
+mod run;
+mod seccomp;
+mod spec;
+
+pub use cgroup::{
+    sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller,
+    RealCgroupFs,
+};
+pub use run::{run, validate_sandbox_path, RunError, RunOutcome, Termination};
+pub use seccomp::{SeccompError, SeccompFilters};
+pub use spec::{
+    Bind, Layer, Limits, OutputMode, RootfsSpec, SandboxSpec, SandboxUser, StdinMode,
+    ID_MAP_LEN, SANDBOX_UID,
+};

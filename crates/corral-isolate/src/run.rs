@@ -1,0 +1,828 @@
+//! The corral side of a one-shot run: probe the kernel, prepare everything, clone the
+//! sandbox, feed it, wait for it, measure it and remove every trace of it.
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, RealCgroupFs};
+use crate::child::{self, ChildCtx};
+use crate::landlock_layer;
+use crate::mounts::{self, PlanInput};
+use crate::report::{Decoder, Frame};
+use crate::seccomp::{SeccompError, SeccompFilters};
+use crate::spec::{Layer, OutputMode, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+    /// The timeout expired and corral killed it.
+    TimedOut,
+    /// corral itself received this signal (SIGINT, SIGTERM, SIGHUP) and removed the
+    /// sandbox.
+    Interrupted(i32),
+}
+
+/// What a finished run produced and measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// How it ended.
+    pub termination: Termination,
+    /// The memory limit's OOM killer killed a process in the sandbox.
+    pub oom_killed: bool,
+    /// Captured stdout (empty in passthrough mode).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (empty in passthrough mode).
+    pub stderr: Vec<u8>,
+    /// stdout went past the output limit; the rest was dropped.
+    pub stdout_truncated: bool,
+    /// stderr went past the output limit; the rest was dropped.
+    pub stderr_truncated: bool,
+    /// Wall time from sandbox start to its end.
+    pub duration: Duration,
+    /// Peak memory of the sandbox's cgroup (None when cgroups were skipped).
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time of every process in the sandbox.
+    pub cpu_time: Duration,
+}
+
+impl RunOutcome {
+    /// The exit status corral reports: the command's own, 128+N for signal N, 124 on
+    /// timeout, 137 when the memory limit killed it.
+    pub fn exit_code(&self) -> i32 {
+        match self.termination {
+            Termination::Exited(c) => c,
+            Termination::Signaled(s) if self.oom_killed && s == libc::SIGKILL => 137,
+            Termination::Signaled(s) | Termination::Interrupted(s) => 128 + s,
+            Termination::TimedOut => 124,
+        }
+    }
+
+    /// The signal that ended the command, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.termination {
+            Termination::Signaled(s) => Some(s),
+            Termination::TimedOut => Some(libc::SIGKILL),
+            Termination::Interrupted(_) | Termination::Exited(_) => None,
+        }
+    }
+}
+
+/// Why a run could not be carried out (corral's failure, exit status 125).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spec is unusable.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The kernel lacks an isolation layer that was not explicitly skipped.
+    #[error("this kernel lacks {what}; corral will not run without it (pass --dangerously-skip-layer {} to accept the weaker sandbox)", .layer.name())]
+    LayerMissing {
+        /// The missing layer.
+        layer: Layer,
+        /// What exactly is missing.
+        what: String,
+    },
+    /// corral must run as root (it builds namespaces, mounts and cgroups).
+    #[error("corral run must be started as root (it creates namespaces, mounts and cgroups); the command itself runs unprivileged")]
+    NotRoot,
+    /// cgroup setup failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// seccomp compilation failed.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// The sandbox failed while setting itself up.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    /// A host-side operation failed.
+    #[error("{what} failed")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> RunError {
+    let what = what.into();
+    move |e| RunError::Io {
+        what,
+        source: io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Checks a sandbox path: absolute, normalized, not a kernel file system.
+pub fn validate_sandbox_path(p: &Path, what: &str) -> Result<(), RunError> {
+    if !p.is_absolute() {
+        return Err(RunError::InvalidSpec(format!(
+            "{what} {} is relative; give an absolute path inside the sandbox, e.g. /work",
+            p.display()
+        )));
+    }
+    if p.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(RunError::InvalidSpec(format!(
+            "{what} {} contains '.' or '..'; give a normalized absolute path",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+fn validate(spec: &SandboxSpec) -> Result<(), RunError> {
+    if spec.argv.is_empty() || spec.argv[0].is_empty() {
+        return Err(RunError::InvalidSpec(
+            "no command given; put it after --, e.g. corral run -- python3 -V".into(),
+        ));
+    }
+    if let Some(w) = &spec.workdir {
+        validate_sandbox_path(w, "--workdir")?;
+    }
+    for m in &spec.mounts {
+        validate_sandbox_path(&m.target, "mount target")?;
+        let top = m.target.components().nth(1);
+        let reserved = ["proc", "dev", "sys", "usr"];
+        match top {
+            None => {
+                return Err(RunError::InvalidSpec(
+                    "a mount cannot replace the sandbox root /; mount below it, e.g. /work".into(),
+                ))
+            }
+            Some(Component::Normal(n)) if reserved.iter().any(|r| n == *r) => {
+                return Err(RunError::InvalidSpec(format!(
+                    "mount target {} is inside /{}, which corral manages; choose another path such as /mnt/...",
+                    m.target.display(),
+                    n.to_string_lossy()
+                )))
+            }
+            _ => {}
+        }
+        if !m.source.is_absolute() || !m.source.exists() {
+            return Err(RunError::InvalidSpec(format!(
+                "mount source {} does not exist on the host; give an existing absolute path",
+                m.source.display()
+            )));
+        }
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(RunError::InvalidSpec(format!(
+                "invalid environment variable {k:?}; use --env NAME=VALUE"
+            )));
+        }
+    }
+    if spec.limits.memory_bytes < (4 << 20) {
+        return Err(RunError::InvalidSpec(
+            "--memory must be at least 4M for a process to start".into(),
+        ));
+    }
+    if spec.limits.disk_bytes < (1 << 20) {
+        return Err(RunError::InvalidSpec("--disk must be at least 1M".into()));
+    }
+    if spec.limits.cpu_millis < 10 {
+        return Err(RunError::InvalidSpec("--cpus must be at least 0.01".into()));
+    }
+    if spec.limits.pids < 2 {
+        return Err(RunError::InvalidSpec(
+            "--pids must be at least 2 (init and the command)".into(),
+        ));
+    }
+    let base = spec.id_map_base as u64;
+    if base == 0 || base + ID_MAP_LEN as u64 > u32::MAX as u64 {
+        return Err(RunError::InvalidSpec(
+            "the uid map base must be above 0 and leave room for 65536 ids".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Kernel support for each layer.
+#[derive(Debug, Clone)]
+struct Probe {
+    landlock_abi: i32,
+    cgroups: Option<CgroupLayout>,
+}
+
+fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
+    let skip = |l| spec.skip_layers.contains(&l);
+    let landlock_abi = landlock_layer::kernel_abi();
+    if landlock_abi < 1 && !skip(Layer::Landlock) {
+        return Err(RunError::LayerMissing {
+            layer: Layer::Landlock,
+            what: "Landlock (needs Linux >= 5.13 with landlock in the lsm= list)".into(),
+        });
+    }
+    if landlock_abi < 6 && !skip(Layer::Landlock) && !skip(Layer::LandlockScopes) {
+        return Err(RunError::LayerMissing {
+            layer: Layer::LandlockScopes,
+            what: format!("Landlock scoping (needs Landlock ABI 6, kernel has ABI {landlock_abi})"),
+        });
+    }
+    if !skip(Layer::Seccomp) {
+        // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+        if rc < 0 {
+            return Err(RunError::LayerMissing {
+                layer: Layer::Seccomp,
+                what: "seccomp filtering (CONFIG_SECCOMP_FILTER)".into(),
+            });
+        }
+    }
+    let cgroups = if skip(Layer::Cgroups) {
+        None
+    } else {
+        Some(CgroupLayout::detect().map_err(|e| RunError::LayerMissing {
+            layer: Layer::Cgroups,
+            what: e.to_string(),
+        })?)
+    };
+    Ok(Probe {
+        landlock_abi,
+        cgroups,
+    })
+}
+
+/// Refuses to fork from a multi-threaded process (the child would inherit locks held by
+/// threads that do not exist in it).
+fn ensure_single_threaded() -> Result<(), RunError> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|source| RunError::Io {
+        what: "reading /proc/self/stat".into(),
+        source,
+    })?;
+    // Field 20 (num_threads), counted after the ")" that ends the command name.
+    let threads = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse::<u32>().ok());
+    match threads {
+        Some(1) => Ok(()),
+        _ => Err(RunError::InvalidSpec(
+            "corral_isolate::run must be called from a single-threaded process".into(),
+        )),
+    }
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString, RunError> {
+    CString::new(s).map_err(|_| RunError::InvalidSpec(format!("{what} contains a NUL byte")))
+}
+
+/// The command's environment: defaults for names the caller did not set, then theirs.
+fn environment(spec: &SandboxSpec) -> Vec<(String, String)> {
+    let path = match spec.user {
+        SandboxUser::Root => "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        SandboxUser::Sandbox => "/usr/local/bin:/usr/bin:/bin",
+    };
+    let mut env: Vec<(String, String)> = [
+        ("PATH", path),
+        ("HOME", spec.user.home()),
+        ("USER", spec.user.name()),
+        ("LOGNAME", spec.user.name()),
+        ("SHELL", "/bin/sh"),
+        ("LANG", "C.UTF-8"),
+        ("HOSTNAME", spec.hostname.as_str()),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !spec.env.iter().any(|(uk, _)| uk == k))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(spec.env.iter().cloned());
+    env
+}
+
+fn exec_candidates(program: &str, env: &[(String, String)]) -> Result<Vec<CString>, RunError> {
+    if program.contains('/') {
+        return Ok(vec![cstring(program, "the command")?]);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| cstring(&format!("{}/{program}", d.trim_end_matches('/')), "PATH"))
+        .collect()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_err("creating a pipe"))
+}
+
+/// Runs `spec.argv` in a fresh sandbox and removes the sandbox afterwards, whatever
+/// happens. Must be called from a single-threaded process, as root.
+pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
+    validate(spec)?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RunError::NotRoot);
+    }
+    ensure_single_threaded()?;
+    let probe = probe(spec)?;
+    let seccomp = if spec.skip_layers.contains(&Layer::Seccomp) {
+        None
+    } else {
+        Some(SeccompFilters::compile(spec.user)?)
+    };
+    let landlock = (!spec.skip_layers.contains(&Layer::Landlock)).then(|| {
+        (
+            probe.landlock_abi,
+            probe.landlock_abi >= 6 && !spec.skip_layers.contains(&Layer::LandlockScopes),
+        )
+    });
+
+    let env = environment(spec);
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "an environment variable"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a, "an argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exec_candidates = exec_candidates(&spec.argv[0], &env)?;
+    let workdir = spec
+        .workdir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(spec.user.home()));
+    let workdir_c = cstring(&workdir.to_string_lossy(), "--workdir")?;
+
+    // The scratch mount point: a directory on the host that is only ever mounted on
+    // inside sandboxes' private mount namespaces, so it never holds anything.
+    let scratch = spec.runtime_dir.join("mnt");
+    std::fs::create_dir_all(&scratch).map_err(|source| RunError::Io {
+        what: format!("creating corral's runtime directory {}", scratch.display()),
+        source,
+    })?;
+    let plan = mounts::plan(&PlanInput {
+        scratch: &scratch,
+        lower: &spec.rootfs.lower,
+        template_binds: &spec.rootfs.ro_binds,
+        user_binds: &spec.mounts,
+        disk_bytes: spec.limits.disk_bytes,
+        id_base: spec.id_map_base,
+        workdir: spec.workdir.as_deref(),
+        workdir_owner: spec.user.id(),
+    });
+
+    let cgroup = match &probe.cgroups {
+        Some(layout) => {
+            let fs = RealCgroupFs;
+            cgroup::sweep_stale(&fs, layout, &spec.cgroup_parent);
+            let name = format!(
+                "run-{}-{}",
+                std::process::id(),
+                RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            Some(Cgroup::create(
+                fs,
+                layout.clone(),
+                &spec.cgroup_parent,
+                &name,
+                &spec.limits,
+            )?)
+        }
+        None => None,
+    };
+
+    let (p2c_r, p2c_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let stdin_pipe = match spec.stdin {
+        StdinMode::Forward => Some(pipe()?),
+        StdinMode::Null => None,
+    };
+
+    // corral handles these through a signalfd so it can always clean up.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        mask.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .map_err(io_err("blocking signals"))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(io_err("creating a signalfd"));
+    let result = sigfd.and_then(|sigfd| {
+        let mut parent_fds = vec![
+            p2c_w.as_raw_fd(),
+            report_r.as_raw_fd(),
+            stdout_r.as_raw_fd(),
+            stderr_r.as_raw_fd(),
+            sigfd.as_fd().as_raw_fd(),
+        ];
+        if let Some((_, w)) = &stdin_pipe {
+            parent_fds.push(w.as_raw_fd());
+        }
+        let ctx = ChildCtx {
+            p2c_r: p2c_r.as_raw_fd(),
+            report_w: report_w.as_raw_fd(),
+            parent_fds,
+            stdin_r: stdin_pipe.as_ref().map(|(r, _)| r.as_raw_fd()),
+            stdout_w: stdout_w.as_raw_fd(),
+            stderr_w: stderr_w.as_raw_fd(),
+            hostname: spec.hostname.clone(),
+            plan,
+            user: spec.user,
+            argv,
+            envp,
+            exec_candidates,
+            program: spec.argv[0].clone(),
+            workdir: workdir_c,
+            nofile: spec.limits.nofile,
+            fsize: spec.limits.disk_bytes,
+            landlock,
+            extra_writable: spec
+                .mounts
+                .iter()
+                .filter(|m| m.writable)
+                .map(|m| m.target.clone())
+                .collect(),
+            seccomp,
+        };
+        let started = Instant::now();
+        let pid = clone_sandbox(ctx)?;
+        // The parent keeps only its own ends.
+        drop(p2c_r);
+        drop(report_w);
+        drop(stdout_w);
+        drop(stderr_w);
+        let stdin_w = stdin_pipe.map(|(r, w)| {
+            drop(r);
+            w
+        });
+        let mut sup = Supervisor {
+            pid,
+            spec,
+            p2c_w,
+            report_r,
+            stdout_r: Some(stdout_r),
+            stderr_r: Some(stderr_r),
+            stdin_w,
+            sigfd,
+            started,
+            decoder: Decoder::default(),
+            out: Captured::default(),
+        };
+        let result = sup.supervise(cgroup.as_ref());
+        // Whatever happened, the sandbox is gone once init is reaped.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        let duration = started.elapsed();
+        result.map(|(termination, out)| (termination, out, duration))
+    });
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+
+    let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
+    if let Some(cg) = cgroup {
+        cg.destroy()?;
+    }
+    let (termination, out, duration) = result?;
+    Ok(RunOutcome {
+        termination,
+        oom_killed: stats.oom_kills > 0,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        stdout_truncated: out.stdout_truncated,
+        stderr_truncated: out.stderr_truncated,
+        duration,
+        peak_memory_bytes: stats.peak_memory_bytes,
+        cpu_time: stats.cpu_time,
+    })
+}
+
+/// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.
+fn clone_sandbox(ctx: ChildCtx) -> Result<i32, RunError> {
+    let flags = libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET;
+    // SAFETY: clone without CLONE_VM and with a null stack behaves like fork: the child
+    // gets a copy of this (single-threaded, checked above) process and continues on its
+    // own copy of the stack. The child never returns from sandbox_main.
+    #[allow(unsafe_code)]
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        0 => child::sandbox_main(ctx),
+        p if p < 0 => Err(RunError::Io {
+            what: "creating the sandbox namespaces (clone)".into(),
+            source: io::Error::last_os_error(),
+        }),
+        p => Ok(p as i32),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_len: u64,
+    stderr_len: u64,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+}
+
+struct Supervisor<'a> {
+    pid: i32,
+    spec: &'a SandboxSpec,
+    p2c_w: OwnedFd,
+    report_r: OwnedFd,
+    stdout_r: Option<OwnedFd>,
+    stderr_r: Option<OwnedFd>,
+    stdin_w: Option<OwnedFd>,
+    sigfd: SignalFd,
+    started: Instant,
+    decoder: Decoder,
+    out: Captured,
+}
+
+/// After corral kills a sandbox, how long it waits for the pipes to close before giving
+/// up on the rest of the output (the processes are dead; this only bounds a hang).
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+impl Supervisor<'_> {
+    fn write_maps(&self) -> Result<(), RunError> {
+        let map = format!("0 {} {}\n", self.spec.id_map_base, ID_MAP_LEN);
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{}/{file}", self.pid);
+            std::fs::write(&path, &map).map_err(|source| RunError::Io {
+                what: format!("writing {path}"),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn go(&self) -> Result<(), RunError> {
+        nix::unistd::write(&self.p2c_w, b"g").map_err(io_err("signalling the sandbox"))?;
+        Ok(())
+    }
+
+    fn supervise(
+        &mut self,
+        cgroup: Option<&Cgroup<RealCgroupFs>>,
+    ) -> Result<(Termination, Captured), RunError> {
+        if let Some(cg) = cgroup {
+            cg.add_pid(self.pid)?;
+        }
+        self.go()?;
+
+        let deadline = self.started + self.spec.limits.timeout;
+        let mut status: Option<i32> = None;
+        let mut error: Option<String> = None;
+        let mut report_open = true;
+        let mut killed: Option<(Termination, Instant)> = None;
+        let mut stdin_src_open = self.stdin_w.is_some();
+        let mut stdin_buf: Vec<u8> = Vec::new();
+
+        while report_open || self.stdout_r.is_some() || self.stderr_r.is_some() {
+            let now = Instant::now();
+            let timeout = match killed {
+                Some((_, at)) => {
+                    let left = (at + DRAIN_GRACE).saturating_duration_since(now);
+                    if left.is_zero() {
+                        break;
+                    }
+                    left
+                }
+                None => {
+                    if now >= deadline {
+                        self.kill_sandbox();
+                        killed = Some((Termination::TimedOut, now));
+                        continue;
+                    }
+                    deadline - now
+                }
+            };
+            let ms = timeout.as_millis().clamp(1, 60_000) as u16;
+
+            // Order of fds: report, stdout, stderr, signals, caller stdin, sandbox stdin.
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
+            let mut which: Vec<u8> = Vec::with_capacity(6);
+            if report_open {
+                fds.push(PollFd::new(self.report_r.as_fd(), PollFlags::POLLIN));
+                which.push(b'r');
+            }
+            if let Some(f) = &self.stdout_r {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(b'o');
+            }
+            if let Some(f) = &self.stderr_r {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(b'e');
+            }
+            fds.push(PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN));
+            which.push(b's');
+            let stdin = io::stdin();
+            if stdin_src_open && stdin_buf.is_empty() && killed.is_none() {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                which.push(b'i');
+            }
+            if let (Some(w), false) = (&self.stdin_w, stdin_buf.is_empty()) {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
+                which.push(b'w');
+            }
+            let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io_err("waiting for the sandbox (poll)")(e)),
+            };
+            if ready == 0 {
+                continue;
+            }
+            let revents: Vec<(u8, PollFlags)> = fds
+                .iter()
+                .zip(which.iter())
+                .map(|(f, w)| (*w, f.revents().unwrap_or(PollFlags::empty())))
+                .collect();
+            drop(fds);
+            for (w, ev) in revents {
+                if ev.is_empty() {
+                    continue;
+                }
+                match w {
+                    b'r' => {
+                        let mut buf = [0u8; 4096];
+                        match nix::unistd::read(&self.report_r, &mut buf) {
+                            Ok(0) => report_open = false,
+                            Ok(n) => {
+                                self.decoder.push(&buf[..n]);
+                                while let Some(frame) = self.decoder.next_frame() {
+                                    match frame {
+                                        Frame::Userns => {
+                                            self.write_maps()?;
+                                            self.go()?;
+                                        }
+                                        Frame::Error(m) => {
+                                            error.get_or_insert(m);
+                                        }
+                                        Frame::Status(s) => status = Some(s),
+                                    }
+                                }
+                            }
+                            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                            Err(_) => report_open = false,
+                        }
+                    }
+                    b'o' => self.pump(true),
+                    b'e' => self.pump(false),
+                    b's' => {
+                        if let Ok(Some(info)) = self.sigfd.read_signal() {
+                            if killed.is_none() {
+                                self.kill_sandbox();
+                                killed = Some((
+                                    Termination::Interrupted(info.ssi_signo as i32),
+                                    Instant::now(),
+                                ));
+                            }
+                        }
+                    }
+                    b'i' => {
+                        let mut buf = vec![0u8; 65536];
+                        match nix::unistd::read(&stdin, &mut buf) {
+                            Ok(0) | Err(_) => {
+                                stdin_src_open = false;
+                                self.stdin_w = None; // EOF reaches the command
+                            }
+                            Ok(n) => {
+                                buf.truncate(n);
+                                stdin_buf = buf;
+                            }
+                        }
+                    }
+                    b'w' => {
+                        if let Some(wfd) = &self.stdin_w {
+                            let _ = fcntl(wfd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+                            match nix::unistd::write(wfd, &stdin_buf) {
+                                Ok(n) => {
+                                    stdin_buf.drain(..n);
+                                }
+                                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                                Err(_) => {
+                                    // The command closed its stdin: stop forwarding.
+                                    stdin_buf.clear();
+                                    stdin_src_open = false;
+                                    self.stdin_w = None;
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !report_open && status.is_none() && error.is_none() && killed.is_none() {
+                // init vanished without a word (e.g. killed from outside).
+                killed = Some((Termination::Signaled(libc::SIGKILL), Instant::now()));
+            }
+            if !report_open && (status.is_some() || error.is_some()) && killed.is_none() {
+                // init has exited; the processes are dead, only drain output.
+                killed = Some((Termination::Exited(0), Instant::now()));
+            }
+        }
+        let out = std::mem::take(&mut self.out);
+        if let Some((t @ (Termination::TimedOut | Termination::Interrupted(_)), _)) = killed {
+            return Ok((t, out));
+        }
+        if let Some(e) = error {
+            return Err(RunError::Setup(e));
+        }
+        match status {
+            Some(s) if libc::WIFEXITED(s) => Ok((Termination::Exited(libc::WEXITSTATUS(s)), out)),
+            Some(s) if libc::WIFSIGNALED(s) => {
+                Ok((Termination::Signaled(libc::WTERMSIG(s)), out))
+            }
+            _ => Err(RunError::Setup(
+                "the sandbox's init ended without reporting the command's status".into(),
+            )),
+        }
+    }
+
+    fn kill_sandbox(&self) {
+        // SIGKILL to a pid namespace's init from outside kills every process in it.
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+    }
+
+    /// Moves available output from a pipe to the capture buffer or the caller's stream.
+    fn pump(&mut self, is_stdout: bool) {
+        let limit = self.spec.output_limit;
+        let fd_slot = if is_stdout {
+            &mut self.stdout_r
+        } else {
+            &mut self.stderr_r
+        };
+        let Some(fd) = fd_slot.as_ref() else { return };
+        let mut buf = [0u8; 65536];
+        let n = match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EIO) => {
+                *fd_slot = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let (len, truncated, store) = if is_stdout {
+            (
+                &mut self.out.stdout_len,
+                &mut self.out.stdout_truncated,
+                &mut self.out.stdout,
+            )
+        } else {
+            (
+                &mut self.out.stderr_len,
+                &mut self.out.stderr_truncated,
+                &mut self.out.stderr,
+            )
+        };
+        let room = limit.saturating_sub(*len) as usize;
+        let keep = n.min(room);
+        if keep < n {
+            *truncated = true;
+        }
+        *len += keep as u64;
+        if keep == 0 {
+            return;
+        }
+        match self.spec.output {
+            OutputMode::Capture => store.extend_from_slice(&buf[..keep]),
+            OutputMode::Passthrough => {
+                let res = if is_stdout {
+                    io::stdout().write_all(&buf[..keep]).and_then(|_| io::stdout().flush())
+                } else {
+                    io::stderr().write_all(&buf[..keep])
+                };
+                // A closed reader (e.g. `| head`) just stops the copy; the run goes on.
+                let _ = res;
+            }
+        }
+    }
+}

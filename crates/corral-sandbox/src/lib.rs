@@ -1,0 +1,10 @@
+//! corral-sandbox: templates and (in later issues) the sandbox lifecycle.
+//!
+//! Today it owns the embedded `host` template: a read-only view of the host's /usr with
+//! a synthesized /etc, built once into corral's state directory and shared read-only
+//! by every sandbox.
+
+mod host;
+mod template;
+
+pub use template::{resolve_template, TemplateError, TEMPLATE_NAMES};

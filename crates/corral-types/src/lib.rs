@@ -1,0 +1,14 @@
+//! corral-types: the wire and domain types shared by corral's CLI, daemon and clients.
+//! No I/O lives here.
+//!
+//! Naming rules for wire types: `XxxRequest`/`XxxResponse`, snake_case JSON fields,
+//! RFC 3339 `*_at` timestamps, string ids, durations as `*_ms`/`*_s` integers, sizes
+//! as `*_bytes` integers.
+
+mod error;
+mod result;
+mod units;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use result::RunResult;
+pub use units::{parse_duration, parse_size, UnitError};

@@ -1,0 +1,81 @@
+//! corral: a self-hosted, governed sandbox for AI agents.
+
+mod cli_run;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// corral: run untrusted code in hardened, disposable Linux sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command in a fresh, fully isolated sandbox and remove it afterwards.
+    Run(cli_run::RunArgs),
+}
+
+/// Exit status when corral itself fails (as opposed to the command).
+const EXIT_CORRAL_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    ensure_std_fds();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    match cli.command {
+        Command::Run(args) => cli_run::main(args),
+    }
+}
+
+/// Prints clap's help/version as usual; any other parse error becomes one line on
+/// stderr and exit 125.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("corral: {first}; see 'corral --help'");
+            ExitCode::from(EXIT_CORRAL_ERROR)
+        }
+    }
+}
+
+/// Makes sure fds 0-2 are open (to /dev/null if the caller closed them), so no file
+/// corral opens later can land on a standard stream number.
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        if nix_fd_is_closed(fd) {
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                // The lowest free number is taken: this is `fd`.
+                std::mem::forget(f);
+            }
+        }
+    }
+}
+
+fn nix_fd_is_closed(fd: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+}

@@ -1,0 +1,28 @@
+//! Where corral keeps its files on the host.
+
+use std::path::PathBuf;
+
+/// Persistent state (template skeletons). `CORRAL_STATE_DIR` overrides.
+pub(crate) fn state_dir() -> PathBuf {
+    std::env::var_os("CORRAL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/corral"))
+}
+
+/// Runtime files (a mount point used only inside sandboxes). `CORRAL_RUNTIME_DIR`
+/// overrides.
+pub(crate) fn runtime_dir() -> PathBuf {
+    std::env::var_os("CORRAL_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/corral"))
+}
+
+/// Name of corral's parent cgroup. `CORRAL_CGROUP_PARENT` overrides (tests use their
+/// own so they can check for leaks in isolation).
+pub(crate) fn cgroup_parent() -> String {
+    std::env::var("CORRAL_CGROUP_PARENT").unwrap_or_else(|_| "corral".to_string())
+}
+
+/// First host id mapped into sandboxes: ids 0..65536 inside map to
+/// BASE..BASE+65536 outside, a range no host account uses.
+pub(crate) const ID_MAP_BASE: u32 = 1_000_000_000;
