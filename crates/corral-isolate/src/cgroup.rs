@@ -477,7 +477,7 @@ mod tests {
     use super::*;
 
     /// Records every operation; files hold what was written.
-    #[derive(Default, Clone)]
+    #[derive(Debug, Default, Clone)]
     struct FakeFs {
         log: Rc<RefCell<Vec<String>>>,
         dirs: Rc<RefCell<BTreeSet<PathBuf>>>,

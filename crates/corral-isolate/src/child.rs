@@ -91,18 +91,21 @@ pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
 }
 
 fn setup(ctx: &ChildCtx) -> Result<i32, String> {
-    // 1. corral has put us in the cgroup (EOF: corral is gone, give up quietly).
+    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    // If corral died before the death signal was armed, the read of the sync pipe
+    // below sees EOF and the child exits; nothing it made outlives it.
+    nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
+    loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
+    // 1. The root file system, then pivot into it (corral moves us into the cgroup
+    //    meanwhile; no sandbox code runs before that is confirmed below).
+    mounts::execute(&ctx.plan, &mut RealMountSys).map_err(|e| error_chain(&e))?;
+    // 2. corral has put us in the cgroup (EOF: corral is gone, give up quietly); our
+    //    cgroup becomes the root of our cgroup view.
     if !read_byte(ctx.p2c_r) {
         exit(125);
     }
-    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
-    // 2. Our cgroup becomes the root of our cgroup view.
     unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
-    nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
-    loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
-    // 3. The root file system, then pivot into it.
-    mounts::execute(&ctx.plan, &mut RealMountSys).map_err(|e| error_chain(&e))?;
     // 4. The user namespace comes last, so that every other namespace stays owned by
     //    the host's: root in the sandbox holds no capability over its mounts, network,
     //    hostname or IPC, and cannot undo anything above.

@@ -99,6 +99,9 @@ pub(crate) enum MountOp {
         /// Extra flags for the (re)mount, e.g. nosuid/nodev.
         flags: MsFlags,
     },
+    /// Bind a host device node onto a new empty file (no remount: a device node cannot
+    /// be executed and the sandbox's /dev is a nosuid tmpfs).
+    Device { source: PathBuf, target: PathBuf },
     /// Mount a fresh procfs.
     Proc { target: PathBuf },
     /// Hide a /proc entry if it exists.
@@ -233,12 +236,9 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
         flags: dev_flags,
     });
     for d in DEVICES {
-        ops.push(MountOp::Bind {
+        ops.push(MountOp::Device {
             source: Path::new("/dev").join(d),
-            root: dev.clone(),
-            rel: PathBuf::from(d),
-            readonly: false,
-            flags: dev_flags,
+            target: dev.join(d),
         });
     }
     ops.push(MountOp::Mkdir {
@@ -329,6 +329,8 @@ pub(crate) trait MountSys {
     ) -> io::Result<()>;
     /// Creates an empty file at `root/rel` (parents as in `mkdir_beneath`).
     fn touch_beneath(&mut self, root: &Path, rel: &Path) -> io::Result<()>;
+    /// Creates an empty regular file (the directory is corral's own fresh tmpfs).
+    fn create_file(&mut self, path: &Path) -> io::Result<()>;
     /// Whether a path exists, and if so whether it is a directory.
     fn kind(&mut self, path: &Path) -> Option<bool>;
     /// symlink(2).
@@ -425,6 +427,12 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
                 remount |= MsFlags::MS_RDONLY;
             }
             sys.mount(None, &target, None, remount, None)
+                .map_err(|e| MountError::new(what(), e))
+        }
+        MountOp::Device { source, target } => {
+            let what = || format!("binding {} into /dev", source.display());
+            sys.create_file(target).map_err(|e| MountError::new(what(), e))?;
+            sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
                 .map_err(|e| MountError::new(what(), e))
         }
         MountOp::Proc { target } => sys
@@ -561,6 +569,9 @@ mod tests {
         }
         fn touch_beneath(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
             self.rec(format!("touch-beneath {} {}", root.display(), rel.display()))
+        }
+        fn create_file(&mut self, path: &Path) -> io::Result<()> {
+            self.rec(format!("create {}", path.display()))
         }
         fn kind(&mut self, path: &Path) -> Option<bool> {
             self.kinds.get(path).copied()

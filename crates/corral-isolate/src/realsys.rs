@@ -153,6 +153,14 @@ impl MountSys for RealMountSys {
         }
     }
 
+    fn create_file(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(drop)
+    }
+
     fn kind(&mut self, path: &Path) -> Option<bool> {
         std::fs::metadata(path).ok().map(|m| m.is_dir())
     }

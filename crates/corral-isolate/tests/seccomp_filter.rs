@@ -204,63 +204,20 @@ macro_rules! sysno_table {
 
 /// Syscall numbers for every name the policy's denied sections may hold.
 fn syscall_number(name: &str) -> Option<c_long> {
+    #[rustfmt::skip]
     const COMMON: &[(&str, c_long)] = sysno_table![
-        SYS_acct,
-        SYS_add_key,
-        SYS_adjtimex,
-        SYS_bpf,
-        SYS_clock_adjtime,
-        SYS_clock_settime,
-        SYS_delete_module,
-        SYS_fanotify_init,
-        SYS_finit_module,
-        SYS_fsconfig,
-        SYS_fsmount,
-        SYS_fsopen,
-        SYS_fspick,
-        SYS_get_mempolicy,
-        SYS_init_module,
-        SYS_io_uring_enter,
-        SYS_io_uring_register,
-        SYS_io_uring_setup,
-        SYS_kcmp,
-        SYS_kexec_file_load,
-        SYS_kexec_load,
-        SYS_keyctl,
-        SYS_lookup_dcookie,
-        SYS_mbind,
-        SYS_migrate_pages,
-        SYS_mount,
-        SYS_mount_setattr,
-        SYS_move_mount,
-        SYS_move_pages,
-        SYS_name_to_handle_at,
-        SYS_nfsservctl,
-        SYS_open_by_handle_at,
-        SYS_open_tree,
-        SYS_perf_event_open,
-        SYS_pidfd_getfd,
-        SYS_pivot_root,
-        SYS_process_madvise,
-        SYS_process_vm_readv,
-        SYS_process_vm_writev,
-        SYS_ptrace,
-        SYS_quotactl,
-        SYS_quotactl_fd,
-        SYS_reboot,
-        SYS_request_key,
-        SYS_set_mempolicy,
-        SYS_set_mempolicy_home_node,
-        SYS_setdomainname,
-        SYS_sethostname,
-        SYS_setns,
-        SYS_settimeofday,
-        SYS_swapoff,
-        SYS_swapon,
-        SYS_syslog,
-        SYS_umount2,
-        SYS_userfaultfd,
-        SYS_vhangup,
+        SYS_acct, SYS_add_key, SYS_adjtimex, SYS_bpf, SYS_clock_adjtime, SYS_clock_settime,
+        SYS_delete_module, SYS_fanotify_init, SYS_finit_module, SYS_fsconfig, SYS_fsmount,
+        SYS_fsopen, SYS_fspick, SYS_get_mempolicy, SYS_init_module, SYS_io_uring_enter,
+        SYS_io_uring_register, SYS_io_uring_setup, SYS_kcmp, SYS_kexec_file_load,
+        SYS_kexec_load, SYS_keyctl, SYS_lookup_dcookie, SYS_mbind, SYS_migrate_pages,
+        SYS_mount, SYS_mount_setattr, SYS_move_mount, SYS_move_pages, SYS_name_to_handle_at,
+        SYS_nfsservctl, SYS_open_by_handle_at, SYS_open_tree, SYS_perf_event_open,
+        SYS_pidfd_getfd, SYS_pivot_root, SYS_process_madvise, SYS_process_vm_readv,
+        SYS_process_vm_writev, SYS_ptrace, SYS_quotactl, SYS_quotactl_fd, SYS_reboot,
+        SYS_request_key, SYS_set_mempolicy, SYS_set_mempolicy_home_node, SYS_setdomainname,
+        SYS_sethostname, SYS_setns, SYS_settimeofday, SYS_swapoff, SYS_swapon, SYS_syslog,
+        SYS_umount2, SYS_userfaultfd, SYS_vhangup,
     ];
     // Not in libc yet; these numbers are shared by x86_64 and aarch64 (Linux 6.8+).
     const NEWER: &[(&str, c_long)] = &[
@@ -271,19 +228,10 @@ fn syscall_number(name: &str) -> Option<c_long> {
         ("lsm_list_modules", 461),
     ];
     #[cfg(target_arch = "x86_64")]
+    #[rustfmt::skip]
     const ARCH_ONLY: &[(&str, c_long)] = sysno_table![
-        SYS_iopl,
-        SYS_ioperm,
-        SYS_uselib,
-        SYS_ustat,
-        SYS_sysfs,
-        SYS__sysctl,
-        SYS_getpmsg,
-        SYS_putpmsg,
-        SYS_afs_syscall,
-        SYS_tuxcall,
-        SYS_security,
-        SYS_vserver,
+        SYS_iopl, SYS_ioperm, SYS_uselib, SYS_ustat, SYS_sysfs, SYS__sysctl, SYS_getpmsg,
+        SYS_putpmsg, SYS_afs_syscall, SYS_tuxcall, SYS_security, SYS_vserver,
     ];
     // Not in libc: removed from Linux long ago, numbers from arch/x86/entry/syscalls.
     #[cfg(target_arch = "x86_64")]
@@ -305,6 +253,22 @@ fn syscall_number(name: &str) -> Option<c_long> {
         .find(|(candidate, _)| *candidate == name)
         .map(|(_, nr)| nr)
 }
+
+/// Syscalls the issue requires refused with EPERM to everyone.
+#[rustfmt::skip]
+const MUST_DENY: &[&str] = &[
+    "mount", "umount2", "pivot_root", "setns", "ptrace", "process_vm_readv",
+    "process_vm_writev", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
+    "io_uring_enter", "io_uring_register", "keyctl", "add_key", "request_key", "kexec_load",
+    "kexec_file_load", "init_module", "finit_module", "delete_module", "open_by_handle_at",
+    "name_to_handle_at", "quotactl", "quotactl_fd", "swapon", "swapoff", "reboot",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "syslog", "acct", "fsopen",
+    "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "pidfd_getfd",
+    "kcmp", "lookup_dcookie", "nfsservctl", "vhangup", "fanotify_init",
+    #[cfg(target_arch = "x86_64")] "iopl",
+    #[cfg(target_arch = "x86_64")] "ioperm",
+    #[cfg(target_arch = "x86_64")] "uselib",
+];
 
 /// The names in the policy's `denied` section and its companion for this arch.
 fn denied_syscalls() -> Vec<String> {
@@ -330,48 +294,11 @@ fn every_denied_syscall_gets_eperm_from_the_filter() {
     require_root();
     let denied = denied_syscalls();
     assert!(denied.len() > 50, "denied list looks truncated: {denied:?}");
-    for required in [
-        "mount",
-        "umount2",
-        "pivot_root",
-        "setns",
-        "ptrace",
-        "process_vm_readv",
-        "bpf",
-        "perf_event_open",
-        "userfaultfd",
-        "io_uring_setup",
-        "keyctl",
-        "add_key",
-        "request_key",
-        "kexec_load",
-        "init_module",
-        "finit_module",
-        "delete_module",
-        "open_by_handle_at",
-        "name_to_handle_at",
-        "quotactl",
-        "swapon",
-        "swapoff",
-        "reboot",
-        "settimeofday",
-        "clock_settime",
-        "adjtimex",
-        "syslog",
-        "acct",
-    ] {
-        assert!(
-            denied.iter().any(|name| name == required),
-            "{required} is not denied"
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    for required in ["iopl", "ioperm"] {
-        assert!(
-            denied.iter().any(|name| name == required),
-            "{required} is not denied"
-        );
-    }
+    let missing: Vec<_> = MUST_DENY
+        .iter()
+        .filter(|required| !denied.iter().any(|name| name == *required))
+        .collect();
+    assert!(missing.is_empty(), "not in the denied list: {missing:?}");
 
     let sandbox = filters(SandboxUser::Sandbox);
     let root = filters(SandboxUser::Root);
@@ -407,6 +334,10 @@ fn every_denied_syscall_gets_eperm_from_the_filter() {
 fn issue_cases_get_eperm_from_the_filter() {
     require_root();
     let user = SandboxUser::Sandbox;
+    const AT_FDCWD: u64 = libc::AT_FDCWD as u64;
+    const CLOCK_REALTIME: u64 = libc::CLOCK_REALTIME as u64;
+    const AF_VSOCK: u64 = libc::AF_VSOCK as u64;
+    #[rustfmt::skip]
     let cases: &[(&str, c_long, [u64; 6])] = &[
         // type = -1: copying the filesystem type faults.
         ("mount", libc::SYS_mount, ALL_NEG),
@@ -417,67 +348,31 @@ fn issue_cases_get_eperm_from_the_filter() {
         // PTRACE_ATTACH to a pid that cannot exist: ESRCH.
         ("ptrace", libc::SYS_ptrace, args(&[16, i32::MAX as u64])),
         // flags = 1: EINVAL.
-        (
-            "process_vm_readv",
-            libc::SYS_process_vm_readv,
-            args(&[0, 0, 0, 0, 0, 1]),
-        ),
-        (
-            "process_vm_writev",
-            libc::SYS_process_vm_writev,
-            args(&[0, 0, 0, 0, 0, 1]),
-        ),
+        ("process_vm_readv", libc::SYS_process_vm_readv, args(&[0, 0, 0, 0, 0, 1])),
+        ("process_vm_writev", libc::SYS_process_vm_writev, args(&[0, 0, 0, 0, 0, 1])),
         // Unknown command: EINVAL.
         ("bpf", libc::SYS_bpf, args(&[9999, 0, 0])),
         // attr = NULL: EFAULT.
-        (
-            "perf_event_open",
-            libc::SYS_perf_event_open,
-            args(&[0, 0, NEG, NEG, 0]),
-        ),
+        ("perf_event_open", libc::SYS_perf_event_open, args(&[0, 0, NEG, NEG, 0])),
         ("userfaultfd", libc::SYS_userfaultfd, args(&[0x7fff_0000])),
         // params = NULL: EFAULT.
         ("io_uring_setup", libc::SYS_io_uring_setup, args(&[1, 0])),
-        (
-            "io_uring_enter",
-            libc::SYS_io_uring_enter,
-            args(&[NEG, 0, 0, 0, 0, 0]),
-        ),
-        (
-            "io_uring_register",
-            libc::SYS_io_uring_register,
-            args(&[NEG, 0, 0, 0]),
-        ),
+        ("io_uring_enter", libc::SYS_io_uring_enter, args(&[NEG, 0, 0, 0, 0, 0])),
+        ("io_uring_register", libc::SYS_io_uring_register, args(&[NEG, 0, 0, 0])),
         // Unknown keyctl command: EOPNOTSUPP.
         ("keyctl", libc::SYS_keyctl, args(&[9999])),
         ("add_key", libc::SYS_add_key, args(&[NEG, NEG, 0, 0, 0])),
-        (
-            "request_key",
-            libc::SYS_request_key,
-            args(&[NEG, NEG, 0, 0]),
-        ),
-        // Unknown flags: EINVAL (or ENOSYS without kexec support).
+        ("request_key", libc::SYS_request_key, args(&[NEG, NEG, 0, 0])),
+        // Unknown flags: EINVAL (ENOSYS without kexec support).
         ("kexec_load", libc::SYS_kexec_load, args(&[0, 0, 0, NEG])),
-        (
-            "kexec_file_load",
-            libc::SYS_kexec_file_load,
-            args(&[NEG, NEG, 0, 0, NEG]),
-        ),
-        // Zero-length image: ENOEXEC (or ENOSYS without module support).
+        ("kexec_file_load", libc::SYS_kexec_file_load, args(&[NEG, NEG, 0, 0, NEG])),
+        // Zero-length image: ENOEXEC (ENOSYS without module support).
         ("init_module", libc::SYS_init_module, args(&[0, 0, 0])),
         ("finit_module", libc::SYS_finit_module, args(&[NEG, 0, 0])),
         ("delete_module", libc::SYS_delete_module, args(&[NEG, 0])),
-        (
-            "open_by_handle_at",
-            libc::SYS_open_by_handle_at,
-            args(&[NEG, NEG, 0]),
-        ),
-        (
-            "name_to_handle_at",
-            libc::SYS_name_to_handle_at,
-            args(&[libc::AT_FDCWD as u64, NEG, NEG, NEG, 0]),
-        ),
-        // Q_SYNC-less command on no device: ENODEV.
+        ("open_by_handle_at", libc::SYS_open_by_handle_at, args(&[NEG, NEG, 0])),
+        ("name_to_handle_at", libc::SYS_name_to_handle_at, args(&[AT_FDCWD, NEG, NEG, NEG, 0])),
+        // No device: ENODEV.
         ("quotactl", libc::SYS_quotactl, args(&[0, 0, 0, 0])),
         ("quotactl_fd", libc::SYS_quotactl_fd, args(&[NEG, 0, 0, 0])),
         ("swapon", libc::SYS_swapon, args(&[NEG, 0])),
@@ -485,47 +380,23 @@ fn issue_cases_get_eperm_from_the_filter() {
         // Bad magic: EINVAL. Never pass the real magic here.
         ("reboot", libc::SYS_reboot, args(&[0xdead, 0xbeef, 0, 0])),
         ("settimeofday", libc::SYS_settimeofday, args(&[NEG, 0])),
-        (
-            "clock_settime",
-            libc::SYS_clock_settime,
-            args(&[libc::CLOCK_REALTIME as u64, NEG]),
-        ),
-        (
-            "clock_adjtime",
-            libc::SYS_clock_adjtime,
-            args(&[libc::CLOCK_REALTIME as u64, NEG]),
-        ),
+        ("clock_settime", libc::SYS_clock_settime, args(&[CLOCK_REALTIME, NEG])),
+        ("clock_adjtime", libc::SYS_clock_adjtime, args(&[CLOCK_REALTIME, NEG])),
         ("adjtimex", libc::SYS_adjtimex, args(&[NEG])),
         // SYSLOG_ACTION_READ_ALL with no buffer: EINVAL.
         ("syslog", libc::SYS_syslog, args(&[3, 0, 0])),
         ("acct", libc::SYS_acct, args(&[NEG])),
         ("fsopen", libc::SYS_fsopen, args(&[NEG, 0])),
         ("fsmount", libc::SYS_fsmount, args(&[NEG, 0, 0])),
-        (
-            "move_mount",
-            libc::SYS_move_mount,
-            args(&[NEG, NEG, NEG, NEG, 0]),
-        ),
+        ("move_mount", libc::SYS_move_mount, args(&[NEG, NEG, NEG, NEG, 0])),
         ("open_tree", libc::SYS_open_tree, args(&[NEG, NEG, 0])),
         ("pidfd_getfd", libc::SYS_pidfd_getfd, args(&[NEG, 0, 0])),
-        (
-            "kcmp",
-            libc::SYS_kcmp,
-            args(&[i32::MAX as u64, i32::MAX as u64, 0, 0, 0]),
-        ),
+        ("kcmp", libc::SYS_kcmp, args(&[i32::MAX as u64, i32::MAX as u64, 0, 0, 0])),
         ("sethostname", libc::SYS_sethostname, args(&[NEG, 1])),
-        // AF_VSOCK is refused at socket creation.
-        (
-            "socket(AF_VSOCK)",
-            libc::SYS_socket,
-            args(&[libc::AF_VSOCK as u64, libc::SOCK_STREAM as u64, 0]),
-        ),
         // Invalid flags: EINVAL.
-        (
-            "fanotify_init",
-            libc::SYS_fanotify_init,
-            args(&[0xffff_ffff, 0]),
-        ),
+        ("fanotify_init", libc::SYS_fanotify_init, args(&[0xffff_ffff, 0])),
+        // vsock is refused at socket creation.
+        ("socket(AF_VSOCK)", libc::SYS_socket, args(&[AF_VSOCK, libc::SOCK_STREAM as u64, 0])),
     ];
     for (what, nr, call_args) in cases {
         assert_filtered(what, user, *nr, *call_args, libc::EPERM);
@@ -840,6 +711,8 @@ fn device_nodes_are_refused_but_fifos_and_files_are_not() {
 }
 
 #[test]
+// libc::Ioctl is c_ulong on glibc but c_int on musl: keep the casts.
+#[allow(clippy::unnecessary_cast)]
 fn terminal_injection_ioctls_are_refused_but_others_work() {
     require_root();
     let user = SandboxUser::Sandbox;
