@@ -13,8 +13,12 @@ fn main() {
     println!("cargo:rerun-if-changed={}", path.display());
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading the seccomp policy {}: {e}", path.display()));
-    let policy: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the seccomp policy {} is not valid JSON: {e}", path.display()));
+    let policy: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "the seccomp policy {} is not valid JSON: {e}",
+            path.display()
+        )
+    });
     let sections = policy
         .as_object()
         .unwrap_or_else(|| panic!("the seccomp policy must be an object of sections"));
@@ -30,7 +34,10 @@ fn main() {
                 .as_str()
                 .unwrap_or_else(|| panic!("{name}: a rule has no syscall name"));
             let comment = rule["comment"].as_str().unwrap_or("");
-            assert!(!comment.trim().is_empty(), "{name}: rule {syscall} has no reason (comment)");
+            assert!(
+                !comment.trim().is_empty(),
+                "{name}: rule {syscall} has no reason (comment)"
+            );
             let _ = write!(out, "        Rule {{ syscall: {syscall:?}, conds: &[");
             for arg in rule["args"].as_array().into_iter().flatten() {
                 let index = arg["index"]
@@ -42,17 +49,21 @@ fn main() {
                     Some("qword") => true,
                     other => panic!("{name}/{syscall}: arg type {other:?} is not dword or qword"),
                 };
-                let val = arg["val"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("{name}/{syscall}: arg val must be an unsigned integer"));
+                let val = arg["val"].as_u64().unwrap_or_else(|| {
+                    panic!("{name}/{syscall}: arg val must be an unsigned integer")
+                });
                 let op = match &arg["op"] {
                     Value::String(s) if s == "eq" => "Op::Eq".to_string(),
                     Value::String(s) if s == "ne" => "Op::Ne".to_string(),
                     Value::Object(m) if m.contains_key("masked_eq") => format!(
                         "Op::MaskedEq({})",
-                        m["masked_eq"].as_u64().unwrap_or_else(|| panic!("{name}/{syscall}: bad mask"))
+                        m["masked_eq"]
+                            .as_u64()
+                            .unwrap_or_else(|| panic!("{name}/{syscall}: bad mask"))
                     ),
-                    other => panic!("{name}/{syscall}: unsupported op {other} (use eq, ne or masked_eq)"),
+                    other => {
+                        panic!("{name}/{syscall}: unsupported op {other} (use eq, ne or masked_eq)")
+                    }
                 };
                 let _ = write!(
                     out,
@@ -64,6 +75,7 @@ fn main() {
         out.push_str("    ] },\n");
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("seccomp_policy.rs");
+    let dest =
+        PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("seccomp_policy.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
 }

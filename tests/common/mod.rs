@@ -138,7 +138,9 @@ pub fn nix_is_root() -> bool {
 
 /// Field accessors for the JSON result.
 pub fn exit_code(v: &Value) -> i64 {
-    v["exit_code"].as_i64().unwrap_or_else(|| panic!("no exit_code in {v}"))
+    v["exit_code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no exit_code in {v}"))
 }
 pub fn stdout(v: &Value) -> String {
     v["stdout"].as_str().unwrap_or_default().to_string()

@@ -82,7 +82,15 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
     // SAFETY: the PR_CAP_AMBIENT/PR_CAPBSET_DROP/PR_SET_* operations used here take
     // integer arguments only; no memory is passed to the kernel.
     #[allow(unsafe_code)]
-    let rc = unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    let rc = unsafe {
+        libc::prctl(
+            op,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
@@ -181,7 +189,11 @@ mod tests {
             38, // CAP_PERFMON
             39, // CAP_BPF
         ] {
-            assert_eq!(m & (1 << dangerous), 0, "capability {dangerous} must not be kept");
+            assert_eq!(
+                m & (1 << dangerous),
+                0,
+                "capability {dangerous} must not be kept"
+            );
         }
         assert_eq!(m.count_ones() as usize, ROOT_CAPS.len());
     }

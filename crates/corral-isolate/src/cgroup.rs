@@ -23,7 +23,9 @@ pub enum CgroupError {
     )]
     Unavailable(String),
     /// A cgroup file operation failed.
-    #[error("cgroup {op} {path} failed; is corral running as root with cgroups mounted read-write?")]
+    #[error(
+        "cgroup {op} {path} failed; is corral running as root with cgroups mounted read-write?"
+    )]
     Io {
         /// What was being done.
         op: &'static str,
@@ -297,11 +299,13 @@ impl<F: CgroupFs> Cgroup<F> {
     }
 
     fn write(&self, path: &Path, value: &str) -> Result<(), CgroupError> {
-        self.fs.write(path, value).map_err(|source| CgroupError::Io {
-            op: "write",
-            path: path.to_path_buf(),
-            source,
-        })
+        self.fs
+            .write(path, value)
+            .map_err(|source| CgroupError::Io {
+                op: "write",
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     fn apply_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
@@ -488,7 +492,9 @@ mod tests {
 
     impl CgroupFs for FakeFs {
         fn mkdir(&self, path: &Path) -> io::Result<()> {
-            self.log.borrow_mut().push(format!("mkdir {}", path.display()));
+            self.log
+                .borrow_mut()
+                .push(format!("mkdir {}", path.display()));
             self.dirs.borrow_mut().insert(path.to_path_buf());
             Ok(())
         }
@@ -498,7 +504,9 @@ mod tests {
                 *busy -= 1;
                 return Err(io::Error::from_raw_os_error(libc::EBUSY));
             }
-            self.log.borrow_mut().push(format!("rmdir {}", path.display()));
+            self.log
+                .borrow_mut()
+                .push(format!("rmdir {}", path.display()));
             self.dirs.borrow_mut().remove(path);
             Ok(())
         }
@@ -588,9 +596,10 @@ mod tests {
     #[test]
     fn v2_disables_swap_when_the_kernel_has_swap_accounting() {
         let fs = FakeFs::default();
-        fs.files
-            .borrow_mut()
-            .insert(PathBuf::from("/cg/corral/run-1-0/memory.swap.max"), "max".into());
+        fs.files.borrow_mut().insert(
+            PathBuf::from("/cg/corral/run-1-0/memory.swap.max"),
+            "max".into(),
+        );
         let cg = Cgroup::create(fs.clone(), v2(), "corral", "run-1-0", &limits()).unwrap();
         assert_eq!(
             fs.files.borrow()[Path::new("/cg/corral/run-1-0/memory.swap.max")],
@@ -602,7 +611,10 @@ mod tests {
     #[test]
     fn v2_already_enabled_controllers_are_not_rewritten() {
         let fs = FakeFs::default();
-        for f in ["/cg/cgroup.subtree_control", "/cg/corral/cgroup.subtree_control"] {
+        for f in [
+            "/cg/cgroup.subtree_control",
+            "/cg/corral/cgroup.subtree_control",
+        ] {
             fs.files
                 .borrow_mut()
                 .insert(PathBuf::from(f), "cpu memory pids io".into());
@@ -624,7 +636,9 @@ mod tests {
         let log = fs.log.borrow().clone();
         let mkdirs: Vec<_> = log.iter().filter(|l| l.starts_with("mkdir")).collect();
         assert_eq!(mkdirs.len(), 6, "3 parents + 3 sandbox dirs: {mkdirs:?}");
-        assert!(log.contains(&"write /cg/memory/corral/run-7-1/memory.limit_in_bytes 67108864".into()));
+        assert!(
+            log.contains(&"write /cg/memory/corral/run-7-1/memory.limit_in_bytes 67108864".into())
+        );
         assert!(log.contains(&"write /cg/cpu,cpuacct/corral/run-7-1/cpu.cfs_quota_us 50000".into()));
         assert!(log.contains(&"write /cg/pids/corral/run-7-1/pids.max 32".into()));
         let procs = log.iter().filter(|l| l.contains("cgroup.procs 9")).count();
@@ -696,7 +710,11 @@ mod tests {
     fn sweep_removes_only_dead_owners() {
         let fs = FakeFs::default();
         let me = std::process::id();
-        for name in [format!("run-{me}-0"), "run-4000000-3".to_string(), "other".into()] {
+        for name in [
+            format!("run-{me}-0"),
+            "run-4000000-3".to_string(),
+            "other".into(),
+        ] {
             fs.dirs
                 .borrow_mut()
                 .insert(PathBuf::from("/cg/corral").join(name));
@@ -721,7 +739,10 @@ mod tests {
         let CgroupLayout::V1 { mounts } = CgroupLayout::from_mountinfo(hybrid).unwrap() else {
             panic!("expected v1");
         };
-        assert_eq!(mounts[&Controller::Cpuacct], Path::new("/sys/fs/cgroup/cpuacct"));
+        assert_eq!(
+            mounts[&Controller::Cpuacct],
+            Path::new("/sys/fs/cgroup/cpuacct")
+        );
         let pure = "30 24 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(
             CgroupLayout::from_mountinfo(pure).unwrap(),

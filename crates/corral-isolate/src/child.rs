@@ -210,11 +210,26 @@ fn command_main(ctx: &ChildCtx) -> ! {
         }
     }
     let (code, msg) = if last != nix::errno::Errno::ENOENT {
-        (126, format!("corral: cannot execute {}: {}\n", ctx.program, last.desc()))
+        (
+            126,
+            format!("corral: cannot execute {}: {}\n", ctx.program, last.desc()),
+        )
     } else if denied {
-        (126, format!("corral: cannot execute {}: permission denied\n", ctx.program))
+        (
+            126,
+            format!(
+                "corral: cannot execute {}: permission denied\n",
+                ctx.program
+            ),
+        )
     } else {
-        (127, format!("corral: command not found in the sandbox: {}\n", ctx.program))
+        (
+            127,
+            format!(
+                "corral: command not found in the sandbox: {}\n",
+                ctx.program
+            ),
+        )
     };
     let _ = nix::unistd::write(fd(2), msg.as_bytes());
     exit(code)
@@ -263,12 +278,8 @@ fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
     setrlimit(Resource::RLIMIT_FSIZE, ctx.fsize, ctx.fsize)
         .map_err(|e| format!("RLIMIT_FSIZE: {e}"))?;
     caps::become_user(ctx.user).map_err(|e| format!("dropping privileges: {e}"))?;
-    chdir(ctx.workdir.as_c_str()).map_err(|e| {
-        format!(
-            "working directory {}: {e}",
-            ctx.workdir.to_string_lossy()
-        )
-    })?;
+    chdir(ctx.workdir.as_c_str())
+        .map_err(|e| format!("working directory {}: {e}", ctx.workdir.to_string_lossy()))?;
     caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     if let Some((abi, scopes)) = ctx.landlock {
         let writable = landlock_layer::writable_paths(&ctx.extra_writable);
@@ -282,7 +293,7 @@ fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
             libc::SYS_close_range,
             3u32,
             u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as u32,
+            libc::CLOSE_RANGE_CLOEXEC,
         );
     }
     // seccomp last: from here on only the allowlist applies, execve included.

@@ -18,12 +18,11 @@ mod seccomp;
 mod spec;
 
 pub use cgroup::{
-    sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller,
-    RealCgroupFs,
+    sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller, RealCgroupFs,
 };
 pub use run::{run, validate_sandbox_path, RunError, RunOutcome, Termination};
 pub use seccomp::{SeccompError, SeccompFilters};
 pub use spec::{
-    Bind, Layer, Limits, OutputMode, RootfsSpec, SandboxSpec, SandboxUser, StdinMode,
-    ID_MAP_LEN, SANDBOX_UID,
+    Bind, Layer, Limits, OutputMode, RootfsSpec, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN,
+    SANDBOX_UID,
 };

@@ -431,7 +431,8 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
         }
         MountOp::Device { source, target } => {
             let what = || format!("binding {} into /dev", source.display());
-            sys.create_file(target).map_err(|e| MountError::new(what(), e))?;
+            sys.create_file(target)
+                .map_err(|e| MountError::new(what(), e))?;
             sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
                 .map_err(|e| MountError::new(what(), e))
         }
@@ -451,7 +452,10 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
                     Some(Path::new("tmpfs")),
                     target,
                     Some("tmpfs"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
                     Some("size=0,mode=0555"),
                 ),
                 Some(false) => sys.mount(
@@ -469,8 +473,14 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
                 return Ok(());
             }
             let what = || format!("making {} read-only", target.display());
-            sys.mount(Some(target), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                .map_err(|e| MountError::new(what(), e))?;
+            sys.mount(
+                Some(target),
+                target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| MountError::new(what(), e))?;
             sys.mount(
                 None,
                 target,
@@ -541,7 +551,11 @@ mod tests {
             flags: MsFlags,
             data: Option<&str>,
         ) -> io::Result<()> {
-            let ro = if flags.contains(MsFlags::MS_RDONLY) { " ro" } else { "" };
+            let ro = if flags.contains(MsFlags::MS_RDONLY) {
+                " ro"
+            } else {
+                ""
+            };
             let kind = if flags.contains(MsFlags::MS_REMOUNT) {
                 "remount"
             } else if flags.contains(MsFlags::MS_BIND) {
@@ -551,12 +565,19 @@ mod tests {
             } else {
                 fstype.unwrap_or("?")
             };
-            let src = source.map(|s| format!("{} ", s.display())).unwrap_or_default();
+            let src = source
+                .map(|s| format!("{} ", s.display()))
+                .unwrap_or_default();
             let data = data.map(|d| format!(" [{d}]")).unwrap_or_default();
             self.rec(format!("{kind} {src}{}{ro}{data}", target.display()))
         }
         fn mkdir(&mut self, path: &Path, mode: u32, owner: (u32, u32)) -> io::Result<()> {
-            self.rec(format!("mkdir {} {mode:o} {}:{}", path.display(), owner.0, owner.1))
+            self.rec(format!(
+                "mkdir {} {mode:o} {}:{}",
+                path.display(),
+                owner.0,
+                owner.1
+            ))
         }
         fn mkdir_beneath(
             &mut self,
@@ -564,11 +585,21 @@ mod tests {
             rel: &Path,
             owner: Option<(u32, u32)>,
         ) -> io::Result<()> {
-            let o = owner.map(|o| format!(" {}:{}", o.0, o.1)).unwrap_or_default();
-            self.rec(format!("mkdir-beneath {} {}{o}", root.display(), rel.display()))
+            let o = owner
+                .map(|o| format!(" {}:{}", o.0, o.1))
+                .unwrap_or_default();
+            self.rec(format!(
+                "mkdir-beneath {} {}{o}",
+                root.display(),
+                rel.display()
+            ))
         }
         fn touch_beneath(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
-            self.rec(format!("touch-beneath {} {}", root.display(), rel.display()))
+            self.rec(format!(
+                "touch-beneath {} {}",
+                root.display(),
+                rel.display()
+            ))
         }
         fn create_file(&mut self, path: &Path) -> io::Result<()> {
             self.rec(format!("create {}", path.display()))
@@ -577,7 +608,11 @@ mod tests {
             self.kinds.get(path).copied()
         }
         fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
-            self.rec(format!("symlink {} -> {}", link.display(), target.display()))
+            self.rec(format!(
+                "symlink {} -> {}",
+                link.display(),
+                target.display()
+            ))
         }
         fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
             self.rec(format!("pivot {}", new_root.display()))
@@ -637,7 +672,9 @@ mod tests {
         // Nothing may happen before propagation to the host is cut.
         assert_eq!(c[0], "private /");
         assert_eq!(c[1], "tmpfs tmpfs /run/c/mnt [size=1048576,mode=0755]");
-        assert!(pos(c, "mkdir /run/c/mnt/upper/home/sandbox 755 101000:101000") < pos(c, "overlay"));
+        assert!(
+            pos(c, "mkdir /run/c/mnt/upper/home/sandbox 755 101000:101000") < pos(c, "overlay")
+        );
         assert!(c.contains(&"mkdir /run/c/mnt/upper/root 700 100000:100000".to_string()));
         assert!(c.contains(
             &"overlay overlay /run/c/mnt/root [lowerdir=/t/host,upperdir=/run/c/mnt/upper,workdir=/run/c/mnt/work]"

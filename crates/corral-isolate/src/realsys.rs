@@ -140,11 +140,14 @@ impl MountSys for RealMountSys {
             Ok(_) => Ok(()),
             // An existing directory or device node: open(O_WRONLY) refuses; it still
             // exists, which is all a mount point needs.
-            Err(Errno::EISDIR | Errno::EACCES | Errno::EROFS) => {
-                openat(parent.as_fd(), last, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map(|_| ())
-                    .map_err(io)
-            }
+            Err(Errno::EISDIR | Errno::EACCES | Errno::EROFS) => openat(
+                parent.as_fd(),
+                last,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map(|_| ())
+            .map_err(io),
             Err(Errno::ELOOP) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "mount target is a symlink",

@@ -57,9 +57,9 @@ impl Decoder {
         self.buf.drain(..3 + len);
         Some(match tag {
             TAG_USERNS => Frame::Userns,
-            TAG_STATUS if payload.len() == 4 => {
-                Frame::Status(i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]))
-            }
+            TAG_STATUS if payload.len() == 4 => Frame::Status(i32::from_le_bytes([
+                payload[0], payload[1], payload[2], payload[3],
+            ])),
             TAG_ERROR => Frame::Error(String::from_utf8_lossy(&payload).into_owned()),
             _ => Frame::Error(format!("corrupt report frame (tag {tag})")),
         })

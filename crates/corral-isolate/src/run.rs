@@ -415,7 +415,12 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
 
     // corral handles these through a signalfd so it can always clean up.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         mask.add(s);
     }
     let mut old_mask = SigSet::empty();
@@ -758,9 +763,7 @@ impl Supervisor<'_> {
         }
         match status {
             Some(s) if libc::WIFEXITED(s) => Ok((Termination::Exited(libc::WEXITSTATUS(s)), out)),
-            Some(s) if libc::WIFSIGNALED(s) => {
-                Ok((Termination::Signaled(libc::WTERMSIG(s)), out))
-            }
+            Some(s) if libc::WIFSIGNALED(s) => Ok((Termination::Signaled(libc::WTERMSIG(s)), out)),
             _ => Err(RunError::Setup(
                 "the sandbox's init ended without reporting the command's status".into(),
             )),
@@ -816,7 +819,9 @@ impl Supervisor<'_> {
             OutputMode::Capture => store.extend_from_slice(&buf[..keep]),
             OutputMode::Passthrough => {
                 let res = if is_stdout {
-                    io::stdout().write_all(&buf[..keep]).and_then(|_| io::stdout().flush())
+                    io::stdout()
+                        .write_all(&buf[..keep])
+                        .and_then(|_| io::stdout().flush())
                 } else {
                     io::stderr().write_all(&buf[..keep])
                 };

@@ -6,10 +6,9 @@
 //! skeleton. It is built in a temporary directory and renamed into place, so a crash or
 //! a concurrent build never leaves a half template.
 
-use std::fs;
-use std::io;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::{fs, io};
 
 use corral_isolate::{Bind, RootfsSpec};
 use sha2::{Digest, Sha256};
@@ -81,7 +80,10 @@ fn skeleton_key(host_root: &Path) -> String {
     let mut h = Sha256::new();
     h.update(SKELETON_VERSION);
     h.update(env!("CARGO_PKG_VERSION"));
-    let mut inputs: Vec<PathBuf> = ETC_COPIES.iter().map(|p| host_root.join("etc").join(p)).collect();
+    let mut inputs: Vec<PathBuf> = ETC_COPIES
+        .iter()
+        .map(|p| host_root.join("etc").join(p))
+        .collect();
     inputs.extend(ETC_LINK_DIRS.iter().map(|d| host_root.join("etc").join(d)));
     inputs.extend(USR_LINKS.iter().map(|n| host_root.join(n)));
     for p in inputs {
@@ -93,7 +95,10 @@ fn skeleton_key(host_root: &Path) -> String {
             h.update(m.mtime_nsec().to_le_bytes());
         }
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn build_atomically(host_root: &Path, dir: &Path) -> io::Result<()> {
@@ -101,7 +106,9 @@ fn build_atomically(host_root: &Path, dir: &Path) -> io::Result<()> {
     fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = fs::remove_dir_all(&tmp);
@@ -223,7 +230,10 @@ mod tests {
         build_atomically(host.path(), &dir).unwrap();
         let passwd = fs::read_to_string(dir.join("etc/passwd")).unwrap();
         assert!(passwd.contains("sandbox:x:1000:1000"));
-        assert_eq!(fs::read_link(dir.join("bin")).unwrap(), Path::new("usr/bin"));
+        assert_eq!(
+            fs::read_link(dir.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
         assert!(!dir.join("sbin").exists());
         assert_eq!(
             fs::read_to_string(dir.join("etc/ssl/certs/ca-certificates.crt")).unwrap(),
@@ -233,11 +243,18 @@ mod tests {
             fs::read_link(dir.join("etc/alternatives/awk")).unwrap(),
             Path::new("/usr/bin/mawk")
         );
-        assert!(!dir.join("etc/shadow").exists(), "host secrets must not be copied");
+        assert!(
+            !dir.join("etc/shadow").exists(),
+            "host secrets must not be copied"
+        );
         let tmp_mode = fs::metadata(dir.join("tmp")).unwrap().permissions().mode();
         assert_eq!(tmp_mode & 0o7777, 0o1777);
         // no temp dir left beside it
-        let names: Vec<_> = fs::read_dir(out.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(out.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -258,7 +275,11 @@ mod tests {
         let blocker = out.path().join("templates");
         fs::write(&blocker, "").unwrap();
         assert!(build_atomically(host.path(), &blocker.join("host-y")).is_err());
-        let names: Vec<_> = fs::read_dir(out.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(out.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 }

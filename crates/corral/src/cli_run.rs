@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use corral_isolate::{
-    Bind, Layer, Limits, OutputMode, RunOutcome, SandboxSpec, SandboxUser, StdinMode,
-    Termination,
+    Bind, Layer, Limits, OutputMode, RunOutcome, SandboxSpec, SandboxUser, StdinMode, Termination,
 };
 use corral_types::{parse_duration, parse_size, ErrorBody, RunResult};
 
@@ -16,9 +15,11 @@ use crate::{paths, EXIT_CORRAL_ERROR};
 
 /// Options of `corral run`. Every default is the safe one.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: the command's own; 128+N if signal N killed it; 124 on \
+#[command(
+    after_help = "Exit status: the command's own; 128+N if signal N killed it; 124 on \
 timeout; 137 when the memory limit killed it; 127 when CMD is not found in the sandbox; \
-125 when corral itself failed.")]
+125 when corral itself failed."
+)]
 pub(crate) struct RunArgs {
     /// Root file system template.
     #[arg(long, value_name = "NAME", default_value = "host")]
@@ -287,7 +288,10 @@ fn report(args: &RunArgs, o: &RunOutcome) -> ExitCode {
         }
     } else {
         let limit = human(args.output_limit);
-        for (t, name) in [(o.stdout_truncated, "stdout"), (o.stderr_truncated, "stderr")] {
+        for (t, name) in [
+            (o.stdout_truncated, "stdout"),
+            (o.stderr_truncated, "stderr"),
+        ] {
             if t {
                 eprintln!("corral: {name} exceeded --output-limit {limit}; the rest was dropped");
             }
@@ -297,9 +301,9 @@ fn report(args: &RunArgs, o: &RunOutcome) -> ExitCode {
                 "corral: timed out after {:?} (--timeout); the sandbox was killed",
                 args.timeout
             ),
-            Termination::Interrupted(sig) => eprintln!(
-                "corral: interrupted by signal {sig}; the sandbox was removed"
-            ),
+            Termination::Interrupted(sig) => {
+                eprintln!("corral: interrupted by signal {sig}; the sandbox was removed")
+            }
             _ if o.oom_killed && code == 137 => eprintln!(
                 "corral: the command hit the memory limit ({}) and was killed; raise --memory",
                 human(args.memory)
@@ -311,8 +315,13 @@ fn report(args: &RunArgs, o: &RunOutcome) -> ExitCode {
 }
 
 fn human(bytes: u64) -> String {
-    for (unit, size) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+    for (unit, size) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -330,7 +339,9 @@ mod tests {
         assert!(mount("/tmp:/data:rw").unwrap().writable);
         assert!(mount("/tmp:/data:xx").unwrap_err().contains("use ro or rw"));
         assert!(mount("tmp:/data").unwrap_err().contains("relative"));
-        assert!(mount("/nonexistent-corral-src:/d").unwrap_err().contains("does not exist"));
+        assert!(mount("/nonexistent-corral-src:/d")
+            .unwrap_err()
+            .contains("does not exist"));
         assert!(mount("/tmp:data").unwrap_err().contains("relative"));
         assert!(mount("/tmp:/a/../b").unwrap_err().contains(".."));
         assert!(mount("/tmp").unwrap_err().contains("HOST:SANDBOX"));

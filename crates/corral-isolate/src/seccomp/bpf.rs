@@ -324,7 +324,11 @@ mod tests {
         }
         assert_eq!(run(&p, ARCH, 0x4000_0000, [0; 6]), eperm(), "x32 numbers");
         assert_eq!(run(&p, ARCH, u32::MAX, [0; 6]), eperm());
-        assert_eq!(run(&p, 0x4000_0003, 0, [0; 6]), RET_KILL_PROCESS, "foreign arch");
+        assert_eq!(
+            run(&p, 0x4000_0003, 0, [0; 6]),
+            RET_KILL_PROCESS,
+            "foreign arch"
+        );
         // 3 arch + 1 load + 6 segments + 3 returns
         assert!(p.len() <= 13, "{}", p.len());
     }
@@ -336,21 +340,57 @@ mod tests {
         a.insert(
             16,
             Action::Conditional(vec![vec![
-                Cond { index: 1, qword: false, op: Op::Ne, val: 0x5412 },
-                Cond { index: 1, qword: false, op: Op::Ne, val: 0x541C },
+                Cond {
+                    index: 1,
+                    qword: false,
+                    op: Op::Ne,
+                    val: 0x5412,
+                },
+                Cond {
+                    index: 1,
+                    qword: false,
+                    op: Op::Ne,
+                    val: 0x541C,
+                },
             ]]),
         );
         // mknod-like: (arg1 & S_IFMT) == S_IFIFO || == S_IFREG
         a.insert(
             133,
             Action::Conditional(vec![
-                vec![Cond { index: 1, qword: false, op: Op::MaskedEq(0o170000), val: 0o010000 }],
-                vec![Cond { index: 1, qword: false, op: Op::MaskedEq(0o170000), val: 0o100000 }],
+                vec![Cond {
+                    index: 1,
+                    qword: false,
+                    op: Op::MaskedEq(0o170000),
+                    val: 0o010000,
+                }],
+                vec![Cond {
+                    index: 1,
+                    qword: false,
+                    op: Op::MaskedEq(0o170000),
+                    val: 0o100000,
+                }],
             ]),
         );
         // qword eq and ne
-        a.insert(200, Action::Conditional(vec![vec![Cond { index: 0, qword: true, op: Op::Eq, val: 1 << 33 }]]));
-        a.insert(201, Action::Conditional(vec![vec![Cond { index: 0, qword: true, op: Op::Ne, val: 1 << 33 }]]));
+        a.insert(
+            200,
+            Action::Conditional(vec![vec![Cond {
+                index: 0,
+                qword: true,
+                op: Op::Eq,
+                val: 1 << 33,
+            }]]),
+        );
+        a.insert(
+            201,
+            Action::Conditional(vec![vec![Cond {
+                index: 0,
+                qword: true,
+                op: Op::Ne,
+                val: 1 << 33,
+            }]]),
+        );
         let p = compile(ARCH, &a, &Action::Errno(1)).unwrap();
         let args = |i: usize, v: u64| {
             let mut x = [0u64; 6];
@@ -359,11 +399,19 @@ mod tests {
         };
         assert_eq!(run(&p, ARCH, 16, args(1, 0x5401)), RET_ALLOW);
         assert_eq!(run(&p, ARCH, 16, args(1, 0x5412)), eperm());
-        assert_eq!(run(&p, ARCH, 16, args(1, 0x1_0000_5412)), eperm(), "high bits ignored");
+        assert_eq!(
+            run(&p, ARCH, 16, args(1, 0x1_0000_5412)),
+            eperm(),
+            "high bits ignored"
+        );
         assert_eq!(run(&p, ARCH, 16, args(1, 0x541C)), eperm());
         assert_eq!(run(&p, ARCH, 133, args(1, 0o010644)), RET_ALLOW);
         assert_eq!(run(&p, ARCH, 133, args(1, 0o100644)), RET_ALLOW);
-        assert_eq!(run(&p, ARCH, 133, args(1, 0o020644)), eperm(), "char device");
+        assert_eq!(
+            run(&p, ARCH, 133, args(1, 0o020644)),
+            eperm(),
+            "char device"
+        );
         assert_eq!(run(&p, ARCH, 200, args(0, 1 << 33)), RET_ALLOW);
         assert_eq!(run(&p, ARCH, 200, args(0, 1 << 32)), eperm());
         assert_eq!(run(&p, ARCH, 200, args(0, (1 << 33) | 1)), eperm());

@@ -37,9 +37,10 @@ mod syscalls;
 
 use std::collections::BTreeMap;
 
-use crate::spec::SandboxUser;
 use bpf::{Action, Cond};
 use policy::{Rule, Section, POLICY};
+
+use crate::spec::SandboxUser;
 
 /// Where the policy lives in the source tree, for error messages.
 const POLICY_PATH: &str = "resources/seccomp/default.json";
@@ -122,10 +123,11 @@ impl SeccompFilters {
                 entry.insert_entry(Action::Allow);
             } else {
                 let conds: Vec<Cond> = rule.conds.to_vec();
-                match entry.or_insert_with(|| Action::Conditional(Vec::new())) {
-                    Action::Conditional(rules) => rules.push(conds),
-                    // An unconditional rule already allows it: conditions add nothing.
-                    _ => {}
+                // If an unconditional rule already allows it, conditions add nothing.
+                if let Action::Conditional(rules) =
+                    entry.or_insert_with(|| Action::Conditional(Vec::new()))
+                {
+                    rules.push(conds);
                 }
             }
         }
@@ -134,7 +136,10 @@ impl SeccompFilters {
         }
         let program = bpf::compile(audit_arch, &actions, &Action::Errno(libc::EPERM as u16))
             .map_err(|e| SeccompError::PolicyShape {
-                problem: format!("the compiled program ({} instructions) has a jump out of range", e.0),
+                problem: format!(
+                    "the compiled program ({} instructions) has a jump out of range",
+                    e.0
+                ),
             })?;
         Ok(SeccompFilters { program })
     }
@@ -195,7 +200,12 @@ mod tests {
                 || s.name.ends_with(arch);
             if applies {
                 for r in s.rules {
-                    assert!(syscalls::number(r.syscall).is_some(), "{}: {}", s.name, r.syscall);
+                    assert!(
+                        syscalls::number(r.syscall).is_some(),
+                        "{}: {}",
+                        s.name,
+                        r.syscall
+                    );
                 }
             }
         }
@@ -218,8 +228,21 @@ mod tests {
             let reference = reference::SeccompFilters::compile(user).unwrap();
             let mut arg_sets: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
             for v in [
-                0x5412u64, 0x541C, 0x1_0000_5412, 0x7E02_0000, 0x1000_0000, 0x2_0000, 0o010644,
-                0o020644, 0o060644, 0o140644, 0o100644, 0xffff_ffff, 8, 40, 0x11,
+                0x5412u64,
+                0x541C,
+                0x1_0000_5412,
+                0x7E02_0000,
+                0x1000_0000,
+                0x2_0000,
+                0o010644,
+                0o020644,
+                0o060644,
+                0o140644,
+                0o100644,
+                0xffff_ffff,
+                8,
+                40,
+                0x11,
             ] {
                 for i in 0..3 {
                     let mut a = [0u64; 6];

@@ -150,7 +150,12 @@ impl SeccompFilters {
         for (_, program) in self.programs.iter().rev() {
             let prog: Vec<libc::sock_filter> = program
                 .iter()
-                .map(|f| libc::sock_filter { code: f.code, jt: f.jt, jf: f.jf, k: f.k })
+                .map(|f| libc::sock_filter {
+                    code: f.code,
+                    jt: f.jt,
+                    jf: f.jf,
+                    k: f.k,
+                })
                 .collect();
             let ret = super::bpf::run(&prog, arch, nr, args);
             let rank = |r: u32| (r & 0xffff_0000) as i32;

@@ -102,7 +102,7 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("ftruncate", libc::SYS_ftruncate as u32),
     ("futex", libc::SYS_futex as u32),
     ("futex_requeue", 456), // newer than the libc crate's table; same number on every arch
-    ("futex_wait", 455), // newer than the libc crate's table; same number on every arch
+    ("futex_wait", 455),    // newer than the libc crate's table; same number on every arch
     ("futex_waitv", libc::SYS_futex_waitv as u32),
     ("futex_wake", 454), // newer than the libc crate's table; same number on every arch
     #[cfg(target_arch = "x86_64")]
@@ -175,8 +175,14 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("keyctl", libc::SYS_keyctl as u32),
     ("kill", libc::SYS_kill as u32),
     ("landlock_add_rule", libc::SYS_landlock_add_rule as u32),
-    ("landlock_create_ruleset", libc::SYS_landlock_create_ruleset as u32),
-    ("landlock_restrict_self", libc::SYS_landlock_restrict_self as u32),
+    (
+        "landlock_create_ruleset",
+        libc::SYS_landlock_create_ruleset as u32,
+    ),
+    (
+        "landlock_restrict_self",
+        libc::SYS_landlock_restrict_self as u32,
+    ),
     #[cfg(target_arch = "x86_64")]
     ("lchown", libc::SYS_lchown as u32),
     ("lgetxattr", libc::SYS_lgetxattr as u32),
@@ -192,7 +198,7 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("lseek", libc::SYS_lseek as u32),
     ("lsetxattr", libc::SYS_lsetxattr as u32),
     ("lsm_get_self_attr", 459), // newer than the libc crate's table; same number on every arch
-    ("lsm_list_modules", 461), // newer than the libc crate's table; same number on every arch
+    ("lsm_list_modules", 461),  // newer than the libc crate's table; same number on every arch
     ("lsm_set_self_attr", 460), // newer than the libc crate's table; same number on every arch
     #[cfg(target_arch = "x86_64")]
     ("lstat", libc::SYS_lstat as u32),
@@ -313,13 +319,22 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("rt_sigsuspend", libc::SYS_rt_sigsuspend as u32),
     ("rt_sigtimedwait", libc::SYS_rt_sigtimedwait as u32),
     ("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo as u32),
-    ("sched_get_priority_max", libc::SYS_sched_get_priority_max as u32),
-    ("sched_get_priority_min", libc::SYS_sched_get_priority_min as u32),
+    (
+        "sched_get_priority_max",
+        libc::SYS_sched_get_priority_max as u32,
+    ),
+    (
+        "sched_get_priority_min",
+        libc::SYS_sched_get_priority_min as u32,
+    ),
     ("sched_getaffinity", libc::SYS_sched_getaffinity as u32),
     ("sched_getattr", libc::SYS_sched_getattr as u32),
     ("sched_getparam", libc::SYS_sched_getparam as u32),
     ("sched_getscheduler", libc::SYS_sched_getscheduler as u32),
-    ("sched_rr_get_interval", libc::SYS_sched_rr_get_interval as u32),
+    (
+        "sched_rr_get_interval",
+        libc::SYS_sched_rr_get_interval as u32,
+    ),
     ("sched_setaffinity", libc::SYS_sched_setaffinity as u32),
     ("sched_setattr", libc::SYS_sched_setattr as u32),
     ("sched_setparam", libc::SYS_sched_setparam as u32),
@@ -339,7 +354,10 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("sendmsg", libc::SYS_sendmsg as u32),
     ("sendto", libc::SYS_sendto as u32),
     ("set_mempolicy", libc::SYS_set_mempolicy as u32),
-    ("set_mempolicy_home_node", libc::SYS_set_mempolicy_home_node as u32),
+    (
+        "set_mempolicy_home_node",
+        libc::SYS_set_mempolicy_home_node as u32,
+    ),
     ("set_robust_list", libc::SYS_set_robust_list as u32),
     #[cfg(target_arch = "x86_64")]
     ("set_thread_area", libc::SYS_set_thread_area as u32),
