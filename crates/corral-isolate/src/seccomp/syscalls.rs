@@ -457,7 +457,20 @@ pub(super) static SYSCALLS: &[(&str, u32)] = &[
     ("writev", libc::SYS_writev as u32),
 ];
 
-/// The number of a syscall on this architecture.
+/// The number of a syscall on this architecture (the table is sorted by name).
 pub(super) fn number(name: &str) -> Option<u32> {
-    SYSCALLS.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
+    SYSCALLS
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| SYSCALLS[i].1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_is_sorted_for_binary_search() {
+        assert!(super::SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(super::number("read"), Some(libc::SYS_read as u32));
+        assert_eq!(super::number("no_such_call"), None);
+    }
 }
