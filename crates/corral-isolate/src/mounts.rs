@@ -56,7 +56,7 @@ pub(crate) const PROC_MASKED: &[&str] = &[
 /// /proc entries kept visible but read-only.
 pub(crate) const PROC_READONLY: &[&str] = &["bus", "fs", "irq", "sys"];
 
-/// Device nodes bound from the host into the sandbox's /dev.
+/// Device nodes recreated (same major/minor as the host's) in the sandbox's /dev.
 pub(crate) const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// One step of building the root.
@@ -99,8 +99,8 @@ pub(crate) enum MountOp {
         /// Extra flags for the (re)mount, e.g. nosuid/nodev.
         flags: MsFlags,
     },
-    /// Bind a host device node onto a new empty file (no remount: a device node cannot
-    /// be executed and the sandbox's /dev is a nosuid tmpfs).
+    /// Create a character device node like the host's `source` (mknod on corral's own
+    /// /dev tmpfs, which is made read-only right after, so no other node can appear).
     Device { source: PathBuf, target: PathBuf },
     /// Mount a fresh procfs.
     Proc { target: PathBuf },
@@ -329,8 +329,9 @@ pub(crate) trait MountSys {
     ) -> io::Result<()>;
     /// Creates an empty file at `root/rel` (parents as in `mkdir_beneath`).
     fn touch_beneath(&mut self, root: &Path, rel: &Path) -> io::Result<()>;
-    /// Creates an empty regular file (the directory is corral's own fresh tmpfs).
-    fn create_file(&mut self, path: &Path) -> io::Result<()>;
+    /// Creates a character device node with the type and numbers of the host's
+    /// `source`, mode 0666.
+    fn mknod_like(&mut self, source: &Path, target: &Path) -> io::Result<()>;
     /// Whether a path exists, and if so whether it is a directory.
     fn kind(&mut self, path: &Path) -> Option<bool>;
     /// symlink(2).
@@ -429,13 +430,9 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
             sys.mount(None, &target, None, remount, None)
                 .map_err(|e| MountError::new(what(), e))
         }
-        MountOp::Device { source, target } => {
-            let what = || format!("binding {} into /dev", source.display());
-            sys.create_file(target)
-                .map_err(|e| MountError::new(what(), e))?;
-            sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
-                .map_err(|e| MountError::new(what(), e))
-        }
+        MountOp::Device { source, target } => sys
+            .mknod_like(source, target)
+            .map_err(|e| MountError::new(format!("creating {} in /dev", source.display()), e)),
         MountOp::Proc { target } => sys
             .mount(
                 Some(Path::new("proc")),
@@ -601,8 +598,8 @@ mod tests {
                 rel.display()
             ))
         }
-        fn create_file(&mut self, path: &Path) -> io::Result<()> {
-            self.rec(format!("create {}", path.display()))
+        fn mknod_like(&mut self, source: &Path, target: &Path) -> io::Result<()> {
+            self.rec(format!("mknod {} like {}", target.display(), source.display()))
         }
         fn kind(&mut self, path: &Path) -> Option<bool> {
             self.kinds.get(path).copied()
@@ -694,6 +691,10 @@ mod tests {
         let dev_ro = pos(c, "remount /run/c/mnt/root/dev ro");
         assert!(pos(c, "devpts devpts /run/c/mnt/root/dev/pts") < dev_ro);
         assert!(pos(c, "bind /run/c/mnt/shm /run/c/mnt/root/dev/shm") < dev_ro);
+        for d in DEVICES {
+            let node = pos(c, &format!("mknod /run/c/mnt/root/dev/{d} like /dev/{d}"));
+            assert!(pos(c, "tmpfs tmpfs /run/c/mnt/root/dev ") < node && node < dev_ro);
+        }
         assert!(c.contains(&"devpts devpts /run/c/mnt/root/dev/pts [newinstance,ptmxmode=0666,mode=0620,gid=100005]".to_string()));
         // pivot is last.
         assert_eq!(c.last().unwrap(), "pivot /run/c/mnt/root");

@@ -8,7 +8,7 @@ use std::path::{Component, Path};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{mkdirat, Mode};
+use nix::sys::stat::{mkdirat, Mode, SFlag};
 use nix::unistd::{chdir, chown, fchownat, pivot_root, Gid, Uid};
 
 use crate::mounts::MountSys;
@@ -156,12 +156,19 @@ impl MountSys for RealMountSys {
         }
     }
 
-    fn create_file(&mut self, path: &Path) -> io::Result<()> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map(drop)
+    fn mknod_like(&mut self, source: &Path, target: &Path) -> io::Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(source)?;
+        if !meta.file_type().is_char_device() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a character device on the host", source.display()),
+            ));
+        }
+        let mode = Mode::from_bits_truncate(0o666);
+        nix::sys::stat::mknod(target, SFlag::S_IFCHR, mode, meta.rdev()).map_err(io)?;
+        // mknod applies the umask; the nodes must be usable by every sandbox user.
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o666))
     }
 
     fn kind(&mut self, path: &Path) -> Option<bool> {

@@ -384,25 +384,9 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         workdir_owner: spec.user.id(),
     });
 
-    let cgroup = match &probe.cgroups {
-        Some(layout) => {
-            let fs = RealCgroupFs;
-            cgroup::sweep_stale(&fs, layout, &spec.cgroup_parent);
-            let name = format!(
-                "run-{}-{}",
-                std::process::id(),
-                RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            Some(Cgroup::create(
-                fs,
-                layout.clone(),
-                &spec.cgroup_parent,
-                &name,
-                &spec.limits,
-            )?)
-        }
-        None => None,
-    };
+    // The cgroup is made right after clone, while the sandbox builds its root file
+    // system: the two overlap instead of adding up.
+    let mut cgroup: Option<Cgroup<RealCgroupFs>> = None;
 
     let (p2c_r, p2c_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
@@ -467,6 +451,14 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         };
         let started = Instant::now();
         let pid = clone_sandbox(ctx)?;
+        match make_cgroup(&probe, spec) {
+            Ok(cg) => cgroup = cg,
+            Err(e) => {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+                return Err(e);
+            }
+        }
         // The parent keeps only its own ends.
         drop(p2c_r);
         drop(report_w);
@@ -489,7 +481,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             decoder: Decoder::default(),
             out: Captured::default(),
         };
-        let result = sup.supervise(cgroup.as_ref());
+        let result = sup.supervise(cgroup.as_ref(), probe.cgroups.as_ref());
         // Whatever happened, the sandbox is gone once init is reaped.
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
@@ -514,6 +506,28 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         peak_memory_bytes: stats.peak_memory_bytes,
         cpu_time: stats.cpu_time,
     })
+}
+
+/// Creates this run's cgroup with its limits (None when the layer is skipped).
+fn make_cgroup(
+    probe: &Probe,
+    spec: &SandboxSpec,
+) -> Result<Option<Cgroup<RealCgroupFs>>, RunError> {
+    let Some(layout) = &probe.cgroups else {
+        return Ok(None);
+    };
+    let name = format!(
+        "run-{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    Ok(Some(Cgroup::create(
+        RealCgroupFs,
+        layout.clone(),
+        &spec.cgroup_parent,
+        &name,
+        &spec.limits,
+    )?))
 }
 
 /// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.
@@ -596,11 +610,16 @@ impl Supervisor<'_> {
     fn supervise(
         &mut self,
         cgroup: Option<&Cgroup<RealCgroupFs>>,
+        layout: Option<&CgroupLayout>,
     ) -> Result<(Termination, Captured), RunError> {
         if let Some(cg) = cgroup {
             cg.add_pid(self.pid)?;
         }
         self.go()?;
+        // While the sandbox finishes its setup: remove cgroups a killed corral left.
+        if let Some(layout) = layout {
+            cgroup::sweep_stale(&RealCgroupFs, layout, &self.spec.cgroup_parent);
+        }
 
         let deadline = self.started + self.spec.limits.timeout;
         let mut status: Option<i32> = None;
