@@ -145,11 +145,16 @@ pub(crate) fn become_user(user: SandboxUser) -> io::Result<()> {
     capset(keep)
 }
 
-/// Drops every capability of the calling process (used by the in-sandbox init once the
-/// command is started: it only waits and reports from then on).
-pub(crate) fn drop_all() -> io::Result<()> {
-    bound_to(0)?;
-    capset(0)
+/// CAP_KILL: init forwards signals to the command, which may run as another uid.
+const CAP_KILL: u32 = 5;
+
+/// Drops every capability of the in-sandbox init but CAP_KILL (of the sandbox's own
+/// user namespace) once the command is started: from then on it only reaps, forwards
+/// signals and reports.
+pub(crate) fn drop_to_init_set() -> io::Result<()> {
+    let keep = mask(&[CAP_KILL]);
+    bound_to(keep)?;
+    capset(keep)
 }
 
 /// prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant privileges (setuid bits, file

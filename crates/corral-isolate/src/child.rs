@@ -128,6 +128,10 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("opening /dev/null in the sandbox: {e}"))?;
+    // Init takes SIGCHLD and the forwarded signals through sigwait; blocked before the
+    // fork so no exit is missed (the command unblocks everything before execve).
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&init_signals()), None)
+        .map_err(|e| format!("blocking init's signals: {e}"))?;
     // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
     // corral), so the child may run arbitrary code.
     #[allow(unsafe_code)]
@@ -147,7 +151,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
             }
             drop(null);
             close_all_but(ctx.report_w);
-            caps::drop_all().map_err(|e| format!("dropping init's capabilities: {e}"))?;
+            caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
             Ok(child.as_raw())
         }
     }
@@ -166,29 +170,64 @@ fn close_all_but(keep: RawFd) {
     }
 }
 
-/// PID 1: reap every child; when the command ends, report its status and exit, which
-/// makes the kernel kill everything else in the sandbox (no survivor outlives it).
+/// Signals init forwards to the command (corral relays its own SIGINT, SIGTERM, SIGHUP
+/// and SIGQUIT here), plus SIGCHLD, which init waits for.
+fn init_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// PID 1: reap every child and forward signals to the command's process group; when
+/// the command ends, report its status and exit, which makes the kernel kill
+/// everything else in the sandbox (no survivor outlives it).
 fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
+    let signals = init_signals();
     loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: status is a valid, writable c_int for waitpid to fill.
-        #[allow(unsafe_code)]
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == cmd_pid {
-            report::send(fd(ctx.report_w), TAG_STATUS, &status.to_le_bytes());
-            exit(0);
-        }
-        if pid < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
+        // Reap whatever has exited (orphans re-parented to init included).
+        loop {
+            let mut status: libc::c_int = 0;
+            // SAFETY: status is a valid, writable c_int for waitpid to fill.
+            #[allow(unsafe_code)]
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == cmd_pid {
+                report::send(fd(ctx.report_w), TAG_STATUS, &status.to_le_bytes());
+                exit(0);
+            }
+            if pid > 0 {
                 continue;
             }
-            report::send(
-                fd(ctx.report_w),
-                report::TAG_ERROR,
-                format!("sandbox init lost its command: {err}").as_bytes(),
-            );
-            exit(125);
+            if pid < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            if pid < 0 {
+                report::send(
+                    fd(ctx.report_w),
+                    report::TAG_ERROR,
+                    format!(
+                        "sandbox init lost its command: {}",
+                        std::io::Error::last_os_error()
+                    )
+                    .as_bytes(),
+                );
+                exit(125);
+            }
+            break;
+        }
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                // The command is a session (and so process group) leader.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-cmd_pid), sig);
+            }
         }
     }
 }

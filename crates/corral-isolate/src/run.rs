@@ -585,6 +585,10 @@ struct Supervisor<'a> {
     out: Captured,
 }
 
+/// How long the command may take to exit after corral forwards SIGINT/SIGTERM/SIGHUP/
+/// SIGQUIT to it, before the sandbox is killed. A second signal kills at once.
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
+
 /// After corral kills a sandbox, how long it waits for the pipes to close before giving
 /// up on the rest of the output (the processes are dead; this only bounds a hang).
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -626,6 +630,7 @@ impl Supervisor<'_> {
         let mut error: Option<String> = None;
         let mut report_open = true;
         let mut killed: Option<(Termination, Instant)> = None;
+        let mut forwarded: Option<(i32, Instant)> = None;
         let mut stdin_src_open = self.stdin_w.is_some();
         let mut stdin_buf: Vec<u8> = Vec::new();
 
@@ -645,7 +650,15 @@ impl Supervisor<'_> {
                         killed = Some((Termination::TimedOut, now));
                         continue;
                     }
-                    deadline - now
+                    match forwarded {
+                        Some((sig, grace_end)) if now >= grace_end => {
+                            self.kill_sandbox();
+                            killed = Some((Termination::Interrupted(sig), now));
+                            continue;
+                        }
+                        Some((_, grace_end)) => (deadline - now).min(grace_end - now),
+                        None => deadline - now,
+                    }
                 }
             };
             let ms = timeout.as_millis().clamp(1, 60_000) as u16;
@@ -722,12 +735,23 @@ impl Supervisor<'_> {
                     b'e' => self.pump(false),
                     b's' => {
                         if let Ok(Some(info)) = self.sigfd.read_signal() {
-                            if killed.is_none() {
-                                self.kill_sandbox();
-                                killed = Some((
-                                    Termination::Interrupted(info.ssi_signo as i32),
-                                    Instant::now(),
-                                ));
+                            let sig = info.ssi_signo as i32;
+                            match (forwarded, killed) {
+                                (_, Some(_)) => {}
+                                // First signal: the command gets it (through init) and a
+                                // grace period to exit on its own.
+                                (None, None) => {
+                                    if let Ok(s) = Signal::try_from(sig) {
+                                        let _ = kill(Pid::from_raw(self.pid), s);
+                                    }
+                                    forwarded = Some((sig, Instant::now() + KILL_GRACE));
+                                }
+                                // A second one: no more waiting.
+                                (Some((first, _)), None) => {
+                                    self.kill_sandbox();
+                                    killed =
+                                        Some((Termination::Interrupted(first), Instant::now()));
+                                }
                             }
                         }
                     }
