@@ -18,7 +18,7 @@ use crate::realsys::RealMountSys;
 use crate::report::{self, TAG_STATUS, TAG_USERNS};
 use crate::seccomp::SeccompFilters;
 use crate::spec::SandboxUser;
-use crate::{caps, landlock_layer};
+use crate::{caps, error_chain, landlock_layer};
 
 /// Everything the child needs, prepared by the parent before clone so the child does
 /// as little as possible.
@@ -340,18 +340,6 @@ fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
     Ok(())
-}
-
-/// "what failed: why: root cause" on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Sets the loopback interface up in the sandbox's new network namespace.

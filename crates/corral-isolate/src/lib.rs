@@ -26,3 +26,16 @@ pub use spec::{
     Bind, Layer, Limits, OutputMode, RootfsSpec, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN,
     SANDBOX_UID,
 };
+
+/// An error and its sources on one line: "what failed: why: root cause". corral's
+/// user-facing errors are printed this way (one line, no debug dump).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

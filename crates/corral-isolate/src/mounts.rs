@@ -599,7 +599,11 @@ mod tests {
             ))
         }
         fn mknod_like(&mut self, source: &Path, target: &Path) -> io::Result<()> {
-            self.rec(format!("mknod {} like {}", target.display(), source.display()))
+            self.rec(format!(
+                "mknod {} like {}",
+                target.display(),
+                source.display()
+            ))
         }
         fn kind(&mut self, path: &Path) -> Option<bool> {
             self.kinds.get(path).copied()

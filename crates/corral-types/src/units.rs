@@ -14,6 +14,19 @@ impl std::fmt::Display for UnitError {
 
 impl std::error::Error for UnitError {}
 
+/// "1.5G" -> (1.5, "G"): a non-negative decimal number and the unit after it.
+fn split_number(s: &str) -> Option<(f64, &str)> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return None;
+    }
+    num.parse().ok().map(|v| (v, unit))
+}
+
 /// Parses a byte size: a number (decimals allowed) with an optional binary suffix
 /// K, M, G or T (also written Ki/KiB/KB...). A bare number is bytes.
 pub fn parse_size(s: &str) -> Result<u64, UnitError> {
@@ -22,14 +35,7 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
             "invalid size {s:?}: use a number with an optional K, M, G or T suffix, e.g. 512M"
         ))
     };
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(err());
-    }
+    let (value, unit) = split_number(s).ok_or_else(err)?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "ki" | "kb" | "kib" => 1 << 10,
@@ -38,7 +44,6 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
         "t" | "ti" | "tb" | "tib" => 1 << 40,
         _ => return Err(err()),
     };
-    let value: f64 = num.parse().map_err(|_| err())?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(err());
@@ -54,14 +59,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
             "invalid duration {s:?}: use a number with a unit ms, s, m or h, e.g. 30s"
         ))
     };
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(err());
-    }
+    let (value, unit) = split_number(s).ok_or_else(err)?;
     let secs_per: f64 = match unit {
         "ms" => 0.001,
         "" | "s" => 1.0,
@@ -69,7 +67,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
         "h" => 3600.0,
         _ => return Err(err()),
     };
-    let value: f64 = num.parse().map_err(|_| err())?;
     let secs = value * secs_per;
     if !secs.is_finite() || secs > 1e12 {
         return Err(err());

@@ -174,18 +174,6 @@ fn fail(json: bool, code: &str, message: &str) -> ExitCode {
     ExitCode::from(EXIT_CORRAL_ERROR)
 }
 
-/// "what failed: why: root cause" on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 pub(crate) fn main(args: RunArgs) -> ExitCode {
     if args.net != "none" {
         return fail(
@@ -204,7 +192,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
                 corral_sandbox::TemplateError::Unknown { .. } => "not_found",
                 _ => "internal",
             };
-            return fail(args.json, code, &chain(&e));
+            return fail(args.json, code, &corral_isolate::error_chain(&e));
         }
     };
     let user = match args.user {
@@ -258,7 +246,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
                 corral_isolate::RunError::NotRoot => "permission_denied",
                 _ => "internal",
             };
-            fail(args.json, code, &chain(&e))
+            fail(args.json, code, &corral_isolate::error_chain(&e))
         }
     }
 }
