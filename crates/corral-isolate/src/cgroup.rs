@@ -18,8 +18,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 pub enum CgroupError {
     /// No usable cgroup hierarchy was found.
     #[error(
-        "no usable cgroup hierarchy: {0}; mount cgroup2 at /sys/fs/cgroup (or the v1 \
-         memory, cpu, cpuacct and pids controllers), or pass --dangerously-skip-layer cgroups"
+        "no usable cgroup hierarchy ({0}); mount cgroup2 at /sys/fs/cgroup, or the v1 \
+         memory, cpu, cpuacct and pids controllers"
     )]
     Unavailable(String),
     /// A cgroup file operation failed.
@@ -388,7 +388,7 @@ impl<F: CgroupFs> Cgroup<F> {
     /// EBUSY is retried for up to ~2 s before giving up.
     pub fn destroy(mut self) -> Result<(), CgroupError> {
         self.destroyed = true;
-        remove_dirs(&self.fs, &self.created)
+        remove_dirs(&self.fs, &self.created, true)
     }
 
     /// The cgroup's path below each hierarchy's root.
@@ -401,12 +401,12 @@ impl<F: CgroupFs> Drop for Cgroup<F> {
     fn drop(&mut self) {
         if !self.destroyed {
             // Last resort on an error path; the error itself was already reported.
-            let _ = remove_dirs(&self.fs, &self.created);
+            let _ = remove_dirs(&self.fs, &self.created, true);
         }
     }
 }
 
-fn remove_dirs<F: CgroupFs>(fs: &F, dirs: &[PathBuf]) -> Result<(), CgroupError> {
+fn remove_dirs<F: CgroupFs>(fs: &F, dirs: &[PathBuf], retry: bool) -> Result<(), CgroupError> {
     let mut result = Ok(());
     for dir in dirs.iter().rev() {
         let mut attempt = 0;
@@ -414,7 +414,7 @@ fn remove_dirs<F: CgroupFs>(fs: &F, dirs: &[PathBuf]) -> Result<(), CgroupError>
             match fs.rmdir(dir) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 200 => {
+                Err(e) if retry && e.raw_os_error() == Some(libc::EBUSY) && attempt < 200 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -434,8 +434,16 @@ fn remove_dirs<F: CgroupFs>(fs: &F, dirs: &[PathBuf]) -> Result<(), CgroupError>
 
 /// Removes cgroups left under `parent` by corral processes that no longer exist (a
 /// `kill -9` of corral skips its cleanup). Names are `run-<pid>-<n>`; one whose pid is
-/// alive is left alone. Returns how many were removed.
-pub fn sweep_stale<F: CgroupFs>(fs: &F, layout: &CgroupLayout, parent: &str) -> usize {
+/// alive is left alone. Processes still in a stale cgroup belong to an orphaned
+/// sandbox: `kill` is called with each of their pids (SIGKILL in production). Never
+/// waits: a cgroup that is still busy is left for the next sweep. Returns how many were
+/// removed.
+pub fn sweep_stale<F: CgroupFs>(
+    fs: &F,
+    layout: &CgroupLayout,
+    parent: &str,
+    mut kill: impl FnMut(i32),
+) -> usize {
     let mut removed = 0;
     let parents = layout.dirs(Path::new(parent));
     let Some(first) = parents.first() else {
@@ -452,7 +460,15 @@ pub fn sweep_stale<F: CgroupFs>(fs: &F, layout: &CgroupLayout, parent: &str) -> 
             continue;
         }
         let dirs = layout.dirs(&Path::new(parent).join(&name));
-        if remove_dirs(fs, &dirs).is_ok() {
+        for dir in &dirs {
+            if let Ok(procs) = fs.read(&dir.join("cgroup.procs")) {
+                procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .for_each(&mut kill);
+            }
+        }
+        if remove_dirs(fs, &dirs, false).is_ok() {
             removed += 1;
         }
     }
@@ -707,23 +723,38 @@ mod tests {
     }
 
     #[test]
-    fn sweep_removes_only_dead_owners() {
+    fn sweep_removes_only_dead_owners_and_kills_their_leftovers() {
         let fs = FakeFs::default();
         let me = std::process::id();
-        for name in [
-            format!("run-{me}-0"),
-            "run-4000000-3".to_string(),
-            "other".into(),
-        ] {
+        for name in [format!("run-{me}-0"), "run-4000000-3".to_string(), "other".into()] {
             fs.dirs
                 .borrow_mut()
                 .insert(PathBuf::from("/cg/corral").join(name));
         }
-        assert_eq!(sweep_stale(&fs, &v2(), "corral"), 1);
+        fs.files.borrow_mut().insert(
+            PathBuf::from("/cg/corral/run-4000000-3/cgroup.procs"),
+            "77\n78\n".into(),
+        );
+        let mut killed = Vec::new();
+        assert_eq!(sweep_stale(&fs, &v2(), "corral", |p| killed.push(p)), 1);
+        assert_eq!(killed, [77, 78]);
         let dirs = fs.dirs.borrow();
         assert!(dirs.contains(&PathBuf::from(format!("/cg/corral/run-{me}-0"))));
         assert!(dirs.contains(Path::new("/cg/corral/other")));
         assert!(!dirs.contains(Path::new("/cg/corral/run-4000000-3")));
+    }
+
+    #[test]
+    fn sweep_never_waits_on_a_busy_cgroup() {
+        let fs = FakeFs::default();
+        fs.dirs
+            .borrow_mut()
+            .insert(PathBuf::from("/cg/corral/run-4000000-1"));
+        *fs.busy_rmdirs.borrow_mut() = 1000;
+        let started = std::time::Instant::now();
+        assert_eq!(sweep_stale(&fs, &v2(), "corral", |_| {}), 0);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(*fs.busy_rmdirs.borrow(), 999, "exactly one attempt");
     }
 
     #[test]

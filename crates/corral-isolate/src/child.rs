@@ -91,6 +91,7 @@ pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
 }
 
 fn setup(ctx: &ChildCtx) -> Result<i32, String> {
+    scrub_command_line();
     caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
     // If corral died before the death signal was armed, the read of the sync pipe
     // below sees EOF and the child exits; nothing it made outlives it.
@@ -121,6 +122,12 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     nix::unistd::setresuid(root_uid, root_uid, root_uid)
         .map_err(|e| format!("switching to the sandbox's root user: {e}"))?;
     caps::set_not_dumpable().map_err(|e| format!("making init non-dumpable: {e}"))?;
+    // Changing credentials cleared the parent-death signal: arm it again, then make
+    // sure corral did not die in between (its end of the sync pipe would be closed).
+    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    if parent_gone(ctx.p2c_r) {
+        exit(125);
+    }
     // Init holds nothing of the caller's: its stdio becomes /dev/null.
     let null = nix::fcntl::open(
         "/dev/null",
@@ -152,7 +159,66 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
             drop(null);
             close_all_but(ctx.report_w);
             caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
+            // Init runs under the same syscall filter as the command: it only waits,
+            // forwards signals and writes its report from here on.
+            caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
+            if let Some(filters) = &ctx.seccomp {
+                filters.apply().map_err(|e| error_chain(&e))?;
+            }
             Ok(child.as_raw())
+        }
+    }
+}
+
+/// Whether corral has gone away: its end of the sync pipe is closed.
+fn parent_gone(p2c_r: RawFd) -> bool {
+    let mut fds = [nix::poll::PollFd::new(fd(p2c_r), nix::poll::PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
+        Err(_) => true,
+    }
+}
+
+/// Blanks this process's copy of corral's command line and environment, which
+/// /proc/1/cmdline would otherwise show inside the sandbox (host paths from --mount,
+/// values from --env, the caller's variables). Only memory of this process is written:
+/// the ranges come from the kernel's own record of where they are (/proc/self/stat
+/// fields arg_start..arg_end and env_start..env_end), which lie in the stack mapping.
+fn scrub_command_line() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    // After the ")" the fields start at number 3; arg_start is field 48.
+    let fields: Vec<usize> = rest
+        .split_whitespace()
+        .skip(45)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+        return;
+    };
+    const NAME: &[u8] = b"corral-init\0";
+    for (start, end, name) in [(arg_start, arg_end, NAME), (env_start, env_end, b"" as &[u8])] {
+        if end <= start || end - start > (1 << 24) {
+            continue;
+        }
+        // SAFETY: [start, end) is this process's argument (or environment) area as
+        // recorded by the kernel at execve: mapped, writable stack memory that nothing
+        // in this (single-threaded, forked) process reads after this point; argv/env
+        // strings there are only read by /proc readers.
+        #[allow(unsafe_code)]
+        unsafe {
+            let region = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+            region.fill(0);
+            let n = name.len().min(region.len());
+            region[..n].copy_from_slice(&name[..n]);
         }
     }
 }

@@ -37,6 +37,7 @@ impl MountError {
 pub(crate) const PROC_MASKED: &[&str] = &[
     "acpi",
     "asound",
+    "kallsyms",
     "kcore",
     "keys",
     "key-users",
@@ -160,18 +161,22 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
             flags: nosuid_nodev,
         },
     ];
-    for (dir, mode) in [
-        ("upper", 0o755),
-        ("work", 0o700),
-        ("tmp", 0o1777),
-        ("shm", 0o1777),
-        ("root", 0o755),
-        ("upper/home", 0o755),
+    // The root directory, /tmp, /dev/shm and /home belong to the sandbox's root (its
+    // mapped host id), as in any container; the overlay work dir and mount point stay
+    // host root's.
+    let sandbox_root = (host(0), host(0));
+    for (dir, mode, owner) in [
+        ("upper", 0o755, sandbox_root),
+        ("work", 0o700, (0, 0)),
+        ("tmp", 0o1777, sandbox_root),
+        ("shm", 0o1777, sandbox_root),
+        ("root", 0o755, (0, 0)),
+        ("upper/home", 0o755, sandbox_root),
     ] {
         ops.push(MountOp::Mkdir {
             path: s.join(dir),
             mode,
-            owner: (0, 0),
+            owner,
         });
     }
     // The users' homes live in the writable layer, owned by their mapped host ids.

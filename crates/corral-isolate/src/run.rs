@@ -88,7 +88,7 @@ pub enum RunError {
     #[error("{0}")]
     InvalidSpec(String),
     /// The kernel lacks an isolation layer that was not explicitly skipped.
-    #[error("this kernel lacks {what}; corral will not run without it (pass --dangerously-skip-layer {} to accept the weaker sandbox)", .layer.name())]
+    #[error("this host lacks {what}; corral will not run without it (pass --dangerously-skip-layer {} to accept the weaker sandbox)", .layer.name())]
     LayerMissing {
         /// The missing layer.
         layer: Layer,
@@ -252,7 +252,13 @@ fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
     } else {
         Some(CgroupLayout::detect().map_err(|e| RunError::LayerMissing {
             layer: Layer::Cgroups,
-            what: e.to_string(),
+            what: match e {
+                CgroupError::Unavailable(reason) => format!(
+                    "a usable cgroup hierarchy ({reason}; mount cgroup2 at /sys/fs/cgroup, \
+                     or the v1 memory, cpu, cpuacct and pids controllers)"
+                ),
+                other => format!("a readable cgroup hierarchy ({})", crate::error_chain(&other)),
+            },
         })?)
     };
     Ok(Probe {
@@ -622,7 +628,9 @@ impl Supervisor<'_> {
         self.go()?;
         // While the sandbox finishes its setup: remove cgroups a killed corral left.
         if let Some(layout) = layout {
-            cgroup::sweep_stale(&RealCgroupFs, layout, &self.spec.cgroup_parent);
+            cgroup::sweep_stale(&RealCgroupFs, layout, &self.spec.cgroup_parent, |pid| {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            });
         }
 
         let deadline = self.started + self.spec.limits.timeout;

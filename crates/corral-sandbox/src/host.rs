@@ -14,7 +14,7 @@ use corral_isolate::{Bind, RootfsSpec};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the skeleton's layout changes.
-const SKELETON_VERSION: &str = "host-skeleton-1";
+const SKELETON_VERSION: &str = "host-skeleton-2";
 
 /// Top-level names that merged-usr hosts link into /usr.
 const USR_LINKS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -44,12 +44,15 @@ networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n"
 const RESOLV: &str = "# corral: this sandbox has no network (--net none)\n";
 
 /// Returns the host template's root, building its skeleton if needed.
-pub(crate) fn host_rootfs(templates: &Path) -> Result<RootfsSpec, (PathBuf, io::Error)> {
-    let key = skeleton_key(Path::new("/"));
+pub(crate) fn host_rootfs(
+    templates: &Path,
+    id_base: u32,
+) -> Result<RootfsSpec, (PathBuf, io::Error)> {
+    let key = skeleton_key(Path::new("/"), id_base);
     let dir = templates.join(format!("host-{key}"));
     let wrap = |e| (dir.clone(), e);
     if !dir.join("etc/passwd").exists() {
-        build_atomically(Path::new("/"), &dir).map_err(wrap)?;
+        build_atomically(Path::new("/"), &dir, id_base).map_err(wrap)?;
     }
     let mut ro_binds = vec![Bind {
         source: PathBuf::from("/usr"),
@@ -76,9 +79,10 @@ pub(crate) fn host_rootfs(templates: &Path) -> Result<RootfsSpec, (PathBuf, io::
 }
 
 /// A short hash of the skeleton's inputs.
-fn skeleton_key(host_root: &Path) -> String {
+fn skeleton_key(host_root: &Path, id_base: u32) -> String {
     let mut h = Sha256::new();
     h.update(SKELETON_VERSION);
+    h.update(id_base.to_le_bytes());
     h.update(env!("CARGO_PKG_VERSION"));
     let mut inputs: Vec<PathBuf> = ETC_COPIES
         .iter()
@@ -101,7 +105,7 @@ fn skeleton_key(host_root: &Path) -> String {
         .collect()
 }
 
-fn build_atomically(host_root: &Path, dir: &Path) -> io::Result<()> {
+fn build_atomically(host_root: &Path, dir: &Path, id_base: u32) -> io::Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(
@@ -112,7 +116,9 @@ fn build_atomically(host_root: &Path, dir: &Path) -> io::Result<()> {
         std::process::id()
     ));
     let _ = fs::remove_dir_all(&tmp);
-    let built = build_skeleton(host_root, &tmp).and_then(|()| fs::rename(&tmp, dir));
+    let built = build_skeleton(host_root, &tmp)
+        .and_then(|()| chown_tree(&tmp, id_base))
+        .and_then(|()| fs::rename(&tmp, dir));
     match built {
         Ok(()) => Ok(()),
         Err(_) if dir.join("etc/passwd").exists() => {
@@ -125,6 +131,17 @@ fn build_atomically(host_root: &Path, dir: &Path) -> io::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Gives every file of the skeleton to `id` (uid and gid), without following links.
+fn chown_tree(root: &Path, id: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(root, Some(id), Some(id))?;
+    if fs::symlink_metadata(root)?.is_dir() {
+        for e in fs::read_dir(root)? {
+            chown_tree(&e?.path(), id)?;
+        }
+    }
+    Ok(())
 }
 
 fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
@@ -206,6 +223,11 @@ fn build_skeleton(host_root: &Path, out: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The test's own uid: chown to it works without privileges.
+    fn nix_uid() -> u32 {
+        fs::metadata("/proc/self").map(|m| m.uid()).unwrap()
+    }
+
     fn fake_host() -> tempfile::TempDir {
         let h = tempfile::tempdir().unwrap();
         let r = h.path();
@@ -227,7 +249,7 @@ mod tests {
         let host = fake_host();
         let out = tempfile::tempdir().unwrap();
         let dir = out.path().join("host-x");
-        build_atomically(host.path(), &dir).unwrap();
+        build_atomically(host.path(), &dir, nix_uid()).unwrap();
         let passwd = fs::read_to_string(dir.join("etc/passwd")).unwrap();
         assert!(passwd.contains("sandbox:x:1000:1000"));
         assert_eq!(
@@ -261,10 +283,11 @@ mod tests {
     #[test]
     fn key_changes_when_a_copied_host_file_changes() {
         let host = fake_host();
-        let a = skeleton_key(host.path());
-        assert_eq!(a, skeleton_key(host.path()));
+        let a = skeleton_key(host.path(), 7);
+        assert_eq!(a, skeleton_key(host.path(), 7));
+        assert_ne!(a, skeleton_key(host.path(), 8));
         fs::write(host.path().join("etc/ld.so.cache"), "NEW CACHE CONTENT").unwrap();
-        assert_ne!(a, skeleton_key(host.path()));
+        assert_ne!(a, skeleton_key(host.path(), 7));
     }
 
     #[test]
@@ -274,7 +297,7 @@ mod tests {
         // The skeleton's parent is a file: creating the build dir fails.
         let blocker = out.path().join("templates");
         fs::write(&blocker, "").unwrap();
-        assert!(build_atomically(host.path(), &blocker.join("host-y")).is_err());
+        assert!(build_atomically(host.path(), &blocker.join("host-y"), nix_uid()).is_err());
         let names: Vec<_> = fs::read_dir(out.path())
             .unwrap()
             .flatten()

@@ -32,10 +32,15 @@ pub enum TemplateError {
 }
 
 /// Resolves a template name to its root file system, building it under
-/// `state_dir/templates` on first use.
-pub fn resolve_template(state_dir: &Path, name: &str) -> Result<RootfsSpec, TemplateError> {
+/// `state_dir/templates` on first use. The template's own files are owned by host id
+/// `id_base`, which is uid/gid 0 inside sandboxes whose id map starts there.
+pub fn resolve_template(
+    state_dir: &Path,
+    name: &str,
+    id_base: u32,
+) -> Result<RootfsSpec, TemplateError> {
     match name {
-        "host" => host::host_rootfs(&state_dir.join("templates")).map_err(|(dir, source)| {
+        "host" => host::host_rootfs(&state_dir.join("templates"), id_base).map_err(|(dir, source)| {
             TemplateError::Build {
                 name: name.into(),
                 dir,

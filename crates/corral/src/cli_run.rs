@@ -67,8 +67,8 @@ pub(crate) struct RunArgs {
     /// Print one JSON object with the result on stdout instead of streaming output.
     #[arg(long)]
     json: bool,
-    /// Run even though the kernel lacks this isolation layer (landlock,
-    /// landlock-scopes, seccomp, cgroups). Weakens the sandbox; repeatable.
+    /// Turn off an isolation layer (landlock, landlock-scopes, seccomp, cgroups), e.g.
+    /// on a kernel that lacks it. Weakens the sandbox; repeatable; warned on stderr.
     #[arg(long = "dangerously-skip-layer", value_name = "LAYER", value_parser = layer)]
     skip_layers: Vec<Layer>,
     /// The command and its arguments.
@@ -185,7 +185,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             ),
         );
     }
-    let rootfs = match corral_sandbox::resolve_template(&paths::state_dir(), &args.template) {
+    let rootfs = match corral_sandbox::resolve_template(&paths::state_dir(), &args.template, paths::ID_MAP_BASE) {
         Ok(r) => r,
         Err(e) => {
             let code = match e {

@@ -53,10 +53,26 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid arguments")
                 .trim_start_matches("error: ");
-            eprintln!("corral: {first}; see 'corral --help'");
+            let message = format!("{first}; see 'corral --help'");
+            eprintln!("corral: {message}");
+            if json_requested() {
+                let body = corral_types::ErrorBody::new("invalid_argument", message);
+                if let Ok(s) = serde_json::to_string(&body) {
+                    println!("{s}");
+                }
+            }
             ExitCode::from(EXIT_CORRAL_ERROR)
         }
     }
+}
+
+/// Whether `--json` was given to corral itself (before the `--` that starts the
+/// command), so even a usage error is answered with a JSON object.
+fn json_requested() -> bool {
+    std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Makes sure fds 0-2 are open (to /dev/null if the caller closed them), so no file
