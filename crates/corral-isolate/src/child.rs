@@ -91,7 +91,6 @@ pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
 }
 
 fn setup(ctx: &ChildCtx) -> Result<i32, String> {
-    scrub_command_line();
     caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
     // If corral died before the death signal was armed, the read of the sync pipe
     // below sees EOF and the child exits; nothing it made outlives it.
@@ -112,6 +111,16 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     //    hostname or IPC, and cannot undo anything above.
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating the user namespace: {e}"))?;
     report::send(fd(ctx.report_w), TAG_USERNS, &[]);
+    // While corral writes the id maps: build the Landlock ruleset for the command
+    // (bound to this root's inodes) and blank corral's command line in this copy.
+    scrub_command_line();
+    let landlock = match ctx.landlock {
+        Some((abi, scopes)) => {
+            let writable = landlock_layer::writable_paths(&ctx.extra_writable);
+            Some(landlock_layer::prepare(abi, scopes, &writable).map_err(|e| error_chain(&e))?)
+        }
+        None => None,
+    };
     if !read_byte(ctx.p2c_r) {
         exit(125);
     }
@@ -145,7 +154,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // SAFETY: see above; the child never returns (command_main ends in execve or _exit).
     let forked = unsafe { fork() }.map_err(|e| format!("starting the command: {e}"))?;
     match forked {
-        ForkResult::Child => command_main(ctx),
+        ForkResult::Child => command_main(ctx, landlock),
         ForkResult::Parent { child } => {
             use std::os::fd::AsRawFd;
             for target in 0..3 {
@@ -299,8 +308,8 @@ fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
 }
 
 /// The command process: from here to execve every step narrows what it can do.
-fn command_main(ctx: &ChildCtx) -> ! {
-    if let Err(msg) = prepare_command(ctx) {
+fn command_main(ctx: &ChildCtx, landlock: Option<landlock_layer::Prepared>) -> ! {
+    if let Err(msg) = prepare_command(ctx, landlock) {
         report::send(fd(ctx.report_w), report::TAG_ERROR, msg.as_bytes());
         exit(125);
     }
@@ -340,7 +349,10 @@ fn command_main(ctx: &ChildCtx) -> ! {
     exit(code)
 }
 
-fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
+fn prepare_command(
+    ctx: &ChildCtx,
+    landlock: Option<landlock_layer::Prepared>,
+) -> Result<(), String> {
     setsid().map_err(|e| format!("setsid: {e}"))?;
     // stdio: pipes to corral (never the caller's own fds: no host terminal reaches in).
     let stdin = match ctx.stdin_r {
@@ -365,14 +377,11 @@ fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
             return Err(format!("dup2: {}", std::io::Error::last_os_error()));
         }
     }
-    // Signals: default dispositions, nothing blocked (corral blocks some for itself).
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
-            #[allow(unsafe_code)]
-            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
-        }
-    }
+    // Signals: default dispositions, nothing blocked. execve resets handled signals;
+    // only ignored ones survive it, and corral (Rust) ignores SIGPIPE.
+    // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| format!("sigprocmask: {e}"))?;
     // Under memory pressure the OOM killer takes the command's processes, never init.
@@ -386,9 +395,8 @@ fn prepare_command(ctx: &ChildCtx) -> Result<(), String> {
     chdir(ctx.workdir.as_c_str())
         .map_err(|e| format!("working directory {}: {e}", ctx.workdir.to_string_lossy()))?;
     caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    if let Some((abi, scopes)) = ctx.landlock {
-        let writable = landlock_layer::writable_paths(&ctx.extra_writable);
-        landlock_layer::restrict(abi, scopes, &writable).map_err(|e| error_chain(&e))?;
+    if let Some(ruleset) = landlock {
+        ruleset.restrict_self().map_err(|e| error_chain(&e))?;
     }
     // Everything but 0-2 is closed at execve (the report pipe stays usable until then).
     // SAFETY: marks descriptors of this process close-on-exec; nothing is closed now.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use landlock::{
     path_beneath_rules, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, Scope, ABI,
+    RulesetCreated, RulesetCreatedAttr, RulesetError, Scope, ABI,
 };
 
 /// Failures setting up Landlock.
@@ -64,25 +64,41 @@ pub(crate) fn writable_paths(extra: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Restricts the calling thread (and everything it executes). `scopes` adds ABI 6
-/// scoping. The caller has checked the kernel supports what is asked (hard requirement:
-/// any unsupported right is an error, never silently dropped).
-pub(crate) fn restrict(abi: i32, scopes: bool, writable: &[PathBuf]) -> Result<(), LandlockError> {
+/// A Landlock ruleset built in the sandbox's init (rules are bound to the inodes of the
+/// sandbox's root, so it is built after pivot_root) and enforced by the command process
+/// after fork, which then only pays for `restrict_self`.
+pub(crate) struct Prepared(RulesetCreated);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("landlock::Prepared")
+    }
+}
+
+/// Builds the ruleset: read and execute anywhere, write only in `writable`; ABI 6
+/// scoping when `scopes`. The caller has checked the kernel supports what is asked
+/// (hard requirement: any unsupported right is an error, never silently dropped).
+pub(crate) fn prepare(abi: i32, scopes: bool, writable: &[PathBuf]) -> Result<Prepared, LandlockError> {
     let abi = ABI::from(abi);
-    let build = || -> Result<(), RulesetError> {
+    let build = || -> Result<RulesetCreated, RulesetError> {
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(AccessFs::from_all(abi))?;
         if scopes {
             ruleset = ruleset.scope(Scope::from_all(abi))?;
         }
-        let status = ruleset
+        ruleset
             .create()?
             .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))?
-            .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))?
-            .restrict_self()?;
-        let _ = status;
-        Ok(())
+            .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
     };
-    build().map_err(LandlockError)
+    build().map(Prepared).map_err(LandlockError)
+}
+
+impl Prepared {
+    /// Enforces the ruleset on the calling thread and everything it executes (also sets
+    /// no_new_privs).
+    pub(crate) fn restrict_self(self) -> Result<(), LandlockError> {
+        self.0.restrict_self().map(drop).map_err(LandlockError)
+    }
 }
