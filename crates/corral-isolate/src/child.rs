@@ -148,6 +148,13 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // fork so no exit is missed (the command unblocks everything before execve).
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&init_signals()), None)
         .map_err(|e| format!("blocking init's signals: {e}"))?;
+    // The syscall filter goes on init before the fork, so init and the command share
+    // one installed program (installing costs ~1.7 us per instruction). Everything both
+    // do from here to the command's execve is on the allowlist.
+    caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
+    if let Some(filters) = &ctx.seccomp {
+        filters.apply().map_err(|e| error_chain(&e))?;
+    }
     // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
     // corral), so the child may run arbitrary code.
     #[allow(unsafe_code)]
@@ -168,12 +175,6 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
             drop(null);
             close_all_but(ctx.report_w);
             caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
-            // Init runs under the same syscall filter as the command: it only waits,
-            // forwards signals and writes its report from here on.
-            caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
-            if let Some(filters) = &ctx.seccomp {
-                filters.apply().map_err(|e| error_chain(&e))?;
-            }
             Ok(child.as_raw())
         }
     }
@@ -409,10 +410,7 @@ fn prepare_command(
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
-    // seccomp last: from here on only the allowlist applies, execve included.
-    if let Some(filters) = &ctx.seccomp {
-        filters.apply().map_err(|e| error_chain(&e))?;
-    }
+    // The seccomp filter was installed by init before the fork and is inherited.
     Ok(())
 }
 
