@@ -98,7 +98,20 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
     }
 }
 
+/// The calling thread's bounding set (from /proc/thread-self/status, CapBnd).
+fn current_bounding() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// Drops the bounding set to `keep`, clears ambient capabilities. Needs CAP_SETPCAP.
+/// Only capabilities still in the set are dropped (one prctl each).
 fn bound_to(keep: u64) -> io::Result<()> {
     prctl(
         libc::PR_CAP_AMBIENT,
@@ -112,8 +125,9 @@ fn bound_to(keep: u64) -> io::Result<()> {
             Err(e)
         }
     })?;
+    let present = current_bounding();
     for cap in 0..64u32 {
-        if keep & (1 << cap) != 0 {
+        if keep & (1 << cap) != 0 || present & (1 << cap) == 0 {
             continue;
         }
         match prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
@@ -126,14 +140,26 @@ fn bound_to(keep: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// In the sandbox's fresh user namespace (full capabilities there, before the id maps
+/// exist): drops the bounding set to what the command keeps plus CAP_KILL, which init
+/// keeps to forward signals. Done while corral writes the maps, so the command process
+/// later only drops CAP_KILL (sandbox user) or nothing (root).
+pub(crate) fn bound_to_with_kill(user: SandboxUser) -> io::Result<()> {
+    bound_to(command_set(user) | mask(&[CAP_KILL]))
+}
+
+fn command_set(user: SandboxUser) -> u64 {
+    match user {
+        SandboxUser::Sandbox => 0,
+        SandboxUser::Root => mask(ROOT_CAPS),
+    }
+}
+
 /// Becomes the sandbox's command identity: gid/uid, supplementary groups cleared,
 /// capabilities reduced. Runs as uid 0 of the sandbox's user namespace.
 pub(crate) fn become_user(user: SandboxUser) -> io::Result<()> {
     let id = user.id();
-    let keep = match user {
-        SandboxUser::Sandbox => 0,
-        SandboxUser::Root => mask(ROOT_CAPS),
-    };
+    let keep = command_set(user);
     bound_to(keep)?;
     nix::unistd::setgroups(&[]).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
     let gid = nix::unistd::Gid::from_raw(id);

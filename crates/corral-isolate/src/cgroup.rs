@@ -726,7 +726,11 @@ mod tests {
     fn sweep_removes_only_dead_owners_and_kills_their_leftovers() {
         let fs = FakeFs::default();
         let me = std::process::id();
-        for name in [format!("run-{me}-0"), "run-4000000-3".to_string(), "other".into()] {
+        for name in [
+            format!("run-{me}-0"),
+            "run-4000000-3".to_string(),
+            "other".into(),
+        ] {
             fs.dirs
                 .borrow_mut()
                 .insert(PathBuf::from("/cg/corral").join(name));

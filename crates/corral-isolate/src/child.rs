@@ -49,7 +49,8 @@ pub(crate) struct ChildCtx {
     /// Landlock ABI and whether to scope; None when the layer is skipped.
     pub landlock: Option<(i32, bool)>,
     pub extra_writable: Vec<PathBuf>,
-    pub seccomp: Option<SeccompFilters>,
+    /// Compile and install the seccomp policy for this user (None: layer skipped).
+    pub seccomp: Option<SandboxUser>,
 }
 
 fn exit(code: i32) -> ! {
@@ -114,6 +115,11 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // While corral writes the id maps: build the Landlock ruleset for the command
     // (bound to this root's inodes) and blank corral's command line in this copy.
     scrub_command_line();
+    caps::bound_to_with_kill(ctx.user).map_err(|e| format!("dropping the bounding set: {e}"))?;
+    let seccomp = match ctx.seccomp {
+        Some(user) => Some(SeccompFilters::compile(user).map_err(|e| error_chain(&e))?),
+        None => None,
+    };
     let landlock = match ctx.landlock {
         Some((abi, scopes)) => {
             let writable = landlock_layer::writable_paths(&ctx.extra_writable);
@@ -152,7 +158,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // one installed program (installing costs ~1.7 us per instruction). Everything both
     // do from here to the command's execve is on the allowlist.
     caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
-    if let Some(filters) = &ctx.seccomp {
+    if let Some(filters) = &seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
     // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
@@ -182,7 +188,10 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
 
 /// Whether corral has gone away: its end of the sync pipe is closed.
 fn parent_gone(p2c_r: RawFd) -> bool {
-    let mut fds = [nix::poll::PollFd::new(fd(p2c_r), nix::poll::PollFlags::POLLIN)];
+    let mut fds = [nix::poll::PollFd::new(
+        fd(p2c_r),
+        nix::poll::PollFlags::POLLIN,
+    )];
     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
         Ok(0) => false,
         Ok(_) => fds[0]
@@ -215,7 +224,10 @@ fn scrub_command_line() {
         return;
     };
     const NAME: &[u8] = b"corral-init\0";
-    for (start, end, name) in [(arg_start, arg_end, NAME), (env_start, env_end, b"" as &[u8])] {
+    for (start, end, name) in [
+        (arg_start, arg_end, NAME),
+        (env_start, env_end, b"" as &[u8]),
+    ] {
         if end <= start || end - start > (1 << 24) {
             continue;
         }

@@ -78,7 +78,11 @@ impl std::fmt::Debug for Prepared {
 /// Builds the ruleset: read and execute anywhere, write only in `writable`; ABI 6
 /// scoping when `scopes`. The caller has checked the kernel supports what is asked
 /// (hard requirement: any unsupported right is an error, never silently dropped).
-pub(crate) fn prepare(abi: i32, scopes: bool, writable: &[PathBuf]) -> Result<Prepared, LandlockError> {
+pub(crate) fn prepare(
+    abi: i32,
+    scopes: bool,
+    writable: &[PathBuf],
+) -> Result<Prepared, LandlockError> {
     let abi = ABI::from(abi);
     let build = || -> Result<RulesetCreated, RulesetError> {
         let mut ruleset = Ruleset::default()

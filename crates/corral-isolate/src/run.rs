@@ -19,7 +19,7 @@ use crate::child::{self, ChildCtx};
 use crate::landlock_layer;
 use crate::mounts::{self, PlanInput};
 use crate::report::{Decoder, Frame};
-use crate::seccomp::{SeccompError, SeccompFilters};
+use crate::seccomp::SeccompError;
 use crate::spec::{Layer, OutputMode, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
 
 /// How the command ended.
@@ -128,6 +128,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> RunError
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// RLIMIT_FSIZE is the writable-layer cap plus this, so inside the layer a full disk is
+/// ENOSPC (the tmpfs fills first), never SIGXFSZ.
+const FSIZE_MARGIN: u64 = 1 << 20;
+
 /// Checks a sandbox path: absolute, normalized, not a kernel file system.
 pub fn validate_sandbox_path(p: &Path, what: &str) -> Result<(), RunError> {
     if !p.is_absolute() {
@@ -218,7 +222,8 @@ fn validate(spec: &SandboxSpec) -> Result<(), RunError> {
 #[derive(Debug, Clone)]
 struct Probe {
     landlock_abi: i32,
-    cgroups: Option<CgroupLayout>,
+    /// Whether the cgroups layer is on (the hierarchy is detected after clone).
+    cgroups: bool,
 }
 
 fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
@@ -247,20 +252,9 @@ fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
             });
         }
     }
-    let cgroups = if skip(Layer::Cgroups) {
-        None
-    } else {
-        Some(CgroupLayout::detect().map_err(|e| RunError::LayerMissing {
-            layer: Layer::Cgroups,
-            what: match e {
-                CgroupError::Unavailable(reason) => format!(
-                    "a usable cgroup hierarchy ({reason}; mount cgroup2 at /sys/fs/cgroup, \
-                     or the v1 memory, cpu, cpuacct and pids controllers)"
-                ),
-                other => format!("a readable cgroup hierarchy ({})", crate::error_chain(&other)),
-            },
-        })?)
-    };
+    // The cgroup hierarchy is detected right after clone, in make_cgroup, while the
+    // sandbox builds its root.
+    let cgroups = !skip(Layer::Cgroups);
     Ok(Probe {
         landlock_abi,
         cgroups,
@@ -343,11 +337,10 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     }
     ensure_single_threaded()?;
     let probe = probe(spec)?;
-    let seccomp = if spec.skip_layers.contains(&Layer::Seccomp) {
-        None
-    } else {
-        Some(SeccompFilters::compile(spec.user)?)
-    };
+    // The sandbox's init compiles the seccomp program itself while corral writes its id
+    // maps (the policy is static and unit-tested, so this cannot fail at run time in a
+    // way a probe here would catch earlier).
+    let seccomp = (!spec.skip_layers.contains(&Layer::Seccomp)).then_some(spec.user);
     let landlock = (!spec.skip_layers.contains(&Layer::Landlock)).then(|| {
         (
             probe.landlock_abi,
@@ -393,6 +386,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     // The cgroup is made right after clone, while the sandbox builds its root file
     // system: the two overlap instead of adding up.
     let mut cgroup: Option<Cgroup<RealCgroupFs>> = None;
+    let mut layout: Option<CgroupLayout> = None;
 
     let (p2c_r, p2c_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
@@ -445,7 +439,9 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             program: spec.argv[0].clone(),
             workdir: workdir_c,
             nofile: spec.limits.nofile,
-            fsize: spec.limits.disk_bytes,
+            // No single file may outgrow the writable layer, here or on a :rw host
+            // mount; the margin lets the layer's own cap (ENOSPC) come first there.
+            fsize: spec.limits.disk_bytes + FSIZE_MARGIN,
             landlock,
             extra_writable: spec
                 .mounts
@@ -458,7 +454,12 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         let started = Instant::now();
         let pid = clone_sandbox(ctx)?;
         match make_cgroup(&probe, spec) {
-            Ok(cg) => cgroup = cg,
+            Ok(made) => {
+                if let Some((cg, l)) = made {
+                    cgroup = Some(cg);
+                    layout = Some(l);
+                }
+            }
             Err(e) => {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
@@ -487,7 +488,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             decoder: Decoder::default(),
             out: Captured::default(),
         };
-        let result = sup.supervise(cgroup.as_ref(), probe.cgroups.as_ref());
+        let result = sup.supervise(cgroup.as_ref(), layout.as_ref());
         // Whatever happened, the sandbox is gone once init is reaped.
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
@@ -518,22 +519,36 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
 fn make_cgroup(
     probe: &Probe,
     spec: &SandboxSpec,
-) -> Result<Option<Cgroup<RealCgroupFs>>, RunError> {
-    let Some(layout) = &probe.cgroups else {
+) -> Result<Option<(Cgroup<RealCgroupFs>, CgroupLayout)>, RunError> {
+    if !probe.cgroups {
         return Ok(None);
-    };
+    }
+    let layout = CgroupLayout::detect().map_err(|e| RunError::LayerMissing {
+        layer: Layer::Cgroups,
+        what: match e {
+            CgroupError::Unavailable(reason) => format!(
+                "a usable cgroup hierarchy ({reason}; mount cgroup2 at /sys/fs/cgroup, \
+                 or the v1 memory, cpu, cpuacct and pids controllers)"
+            ),
+            other => format!(
+                "a readable cgroup hierarchy ({})",
+                crate::error_chain(&other)
+            ),
+        },
+    })?;
     let name = format!(
         "run-{}-{}",
         std::process::id(),
         RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    Ok(Some(Cgroup::create(
+    let cg = Cgroup::create(
         RealCgroupFs,
         layout.clone(),
         &spec.cgroup_parent,
         &name,
         &spec.limits,
-    )?))
+    )?;
+    Ok(Some((cg, layout)))
 }
 
 /// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.

@@ -40,13 +40,15 @@ pub fn resolve_template(
     id_base: u32,
 ) -> Result<RootfsSpec, TemplateError> {
     match name {
-        "host" => host::host_rootfs(&state_dir.join("templates"), id_base).map_err(|(dir, source)| {
-            TemplateError::Build {
-                name: name.into(),
-                dir,
-                source,
-            }
-        }),
+        "host" => {
+            host::host_rootfs(&state_dir.join("templates"), id_base).map_err(|(dir, source)| {
+                TemplateError::Build {
+                    name: name.into(),
+                    dir,
+                    source,
+                }
+            })
+        }
         other => Err(TemplateError::Unknown { name: other.into() }),
     }
 }

@@ -25,20 +25,20 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "NAME", default_value = "host")]
     template: String,
     /// Memory limit (no swap), e.g. 512M, 2G.
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = size)]
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = size, allow_hyphen_values = true)]
     memory: u64,
     /// CPU limit in CPUs, fractional allowed (0.5 = half a CPU).
-    #[arg(long, value_name = "N", default_value = "1", value_parser = cpus)]
+    #[arg(long, value_name = "N", default_value = "1", value_parser = cpus, allow_hyphen_values = true)]
     cpus: u64,
     /// Maximum number of processes and threads.
-    #[arg(long, value_name = "N", default_value = "256", value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    #[arg(long, value_name = "N", default_value = "256", allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
     pids: u64,
     /// Wall-clock limit, e.g. 500ms, 60s, 5m.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, allow_hyphen_values = true)]
     timeout: Duration,
     /// Size cap of the writable layer (/, /tmp and /dev/shm together). Held in memory
     /// and charged to the sandbox's memory limit.
-    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size)]
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size, allow_hyphen_values = true)]
     disk: u64,
     /// Network mode. Only `none` (loopback only) is available in this version.
     #[arg(long, value_name = "MODE", default_value = "none")]
@@ -62,7 +62,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     stdin: bool,
     /// Per-stream output cap; the rest is dropped and reported as truncated.
-    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = size)]
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = size, allow_hyphen_values = true)]
     output_limit: u64,
     /// Print one JSON object with the result on stdout instead of streaming output.
     #[arg(long)]
@@ -185,7 +185,11 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             ),
         );
     }
-    let rootfs = match corral_sandbox::resolve_template(&paths::state_dir(), &args.template, paths::ID_MAP_BASE) {
+    let rootfs = match corral_sandbox::resolve_template(
+        &paths::state_dir(),
+        &args.template,
+        paths::ID_MAP_BASE,
+    ) {
         Ok(r) => r,
         Err(e) => {
             let code = match e {

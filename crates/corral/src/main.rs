@@ -47,13 +47,36 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            let message = format!("{first}; see 'corral --help'");
+            let message = match e.kind() {
+                ErrorKind::MissingRequiredArgument if missing_command() => {
+                    "missing CMD: put the command after --, e.g. corral run -- python3 -V"
+                        .to_string()
+                }
+                _ => {
+                    // clap's text up to its usage block, on one line.
+                    let rendered = e.render().to_string();
+                    let text: Vec<&str> = rendered
+                        .lines()
+                        .map(str::trim)
+                        .take_while(|l| {
+                            !l.starts_with("Usage:")
+                                && !l.starts_with("tip:")
+                                && !l.starts_with("For more information")
+                        })
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    let text = text.join(" ");
+                    let text = text.trim_start_matches("error: ");
+                    format!(
+                        "{}; see 'corral --help'",
+                        if text.is_empty() {
+                            "invalid arguments"
+                        } else {
+                            text
+                        }
+                    )
+                }
+            };
             eprintln!("corral: {message}");
             if json_requested() {
                 let body = corral_types::ErrorBody::new("invalid_argument", message);
@@ -63,6 +86,15 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             }
             ExitCode::from(EXIT_CORRAL_ERROR)
         }
+    }
+}
+
+/// Whether a `corral run` has nothing after its `--` (or no `--` at all).
+fn missing_command() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().position(|a| a == "--") {
+        Some(i) => i + 1 == args.len(),
+        None => true,
     }
 }
 
