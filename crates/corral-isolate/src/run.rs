@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, RealCgroupFs};
+use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
 use crate::child::{self, ChildCtx};
 use crate::landlock_layer;
 use crate::mounts::{self, PlanInput};
@@ -387,6 +387,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     // system: the two overlap instead of adding up.
     let mut cgroup: Option<Cgroup<RealCgroupFs>> = None;
     let mut layout: Option<CgroupLayout> = None;
+    let mut stats = CgroupStats::default();
 
     let (p2c_r, p2c_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
@@ -489,6 +490,9 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             out: Captured::default(),
         };
         let result = sup.supervise(cgroup.as_ref(), layout.as_ref());
+        // The command is dead: its accounting is final. Read it while init finishes
+        // exiting on the other CPU.
+        stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         // Whatever happened, the sandbox is gone once init is reaped.
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
@@ -497,7 +501,6 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     });
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
 
-    let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
     if let Some(cg) = cgroup {
         cg.destroy()?;
     }

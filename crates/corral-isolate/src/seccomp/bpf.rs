@@ -206,10 +206,27 @@ pub(super) fn compile(
     }
     for (label, rules) in blocks {
         asm.bind(label);
+        if let Some((index, mask, values)) = same_word_alternatives(rules) {
+            // mknod-like "(arg & mask) == v1 || == v2 || ...": one load, one compare
+            // per alternative.
+            let allow = asm.label();
+            asm.stmt(LD_W_ABS, OFF_ARGS + 8 * index as u32);
+            if let Some(m) = mask {
+                asm.stmt(ALU_AND_K, m);
+            }
+            for v in values {
+                asm.emit(JMP_JEQ_K, v, Jump::To(allow), Jump::Next);
+            }
+            asm.stmt(RET_K, RET_ERRNO | libc::EPERM as u32);
+            asm.bind(allow);
+            asm.stmt(RET_K, RET_ALLOW);
+            continue;
+        }
         for rule in rules {
             let fail = asm.label();
+            let mut loaded = None;
             for c in rule {
-                emit_cond(&mut asm, c, fail);
+                loaded = emit_cond(&mut asm, c, fail, loaded);
             }
             asm.stmt(RET_K, RET_ALLOW);
             asm.bind(fail);
@@ -217,6 +234,31 @@ pub(super) fn compile(
         asm.stmt(RET_K, RET_ERRNO | libc::EPERM as u32);
     }
     asm.finish()
+}
+
+/// When every rule is one 32-bit `Eq`/`MaskedEq` test of the same argument with the
+/// same mask, returns (arg index, mask, the values any of which allows the call).
+fn same_word_alternatives(rules: &[Vec<Cond>]) -> Option<(u8, Option<u32>, Vec<u32>)> {
+    let mut shape: Option<(u8, Option<u32>)> = None;
+    let mut values = Vec::new();
+    for rule in rules {
+        let [c] = rule.as_slice() else { return None };
+        if c.qword {
+            return None;
+        }
+        let mask = match c.op {
+            Op::Eq => None,
+            Op::MaskedEq(m) => Some(m as u32),
+            Op::Ne => return None,
+        };
+        match shape {
+            None => shape = Some((c.index, mask)),
+            Some(s) if s == (c.index, mask) => {}
+            Some(_) => return None,
+        }
+        values.push(c.val as u32);
+    }
+    shape.map(|(i, m)| (i, m, values))
 }
 
 fn push_segment<'a>(segments: &mut Vec<(u32, &'a Action)>, hi: u32, action: &'a Action) {
@@ -229,39 +271,54 @@ fn push_segment<'a>(segments: &mut Vec<(u32, &'a Action)>, hi: u32, action: &'a 
     segments.push((hi, action));
 }
 
-/// Falls through when the condition holds, jumps to `fail` otherwise.
-fn emit_cond(asm: &mut Asm, c: &Cond, fail: usize) {
+/// Falls through when the condition holds, jumps to `fail` otherwise. `loaded` is the
+/// argument word the accumulator already holds unmodified (its offset), if any; the
+/// return value is what it holds afterwards. Saves reloading the same word for
+/// consecutive tests of one argument (ioctl's two `!=`).
+fn emit_cond(asm: &mut Asm, c: &Cond, fail: usize, loaded: Option<u32>) -> Option<u32> {
     let lo = OFF_ARGS + 8 * c.index as u32;
     let hi = lo + 4;
     let (vlo, vhi) = (c.val as u32, (c.val >> 32) as u32);
+    let load_lo = |asm: &mut Asm, loaded: Option<u32>| {
+        if loaded != Some(lo) {
+            asm.stmt(LD_W_ABS, lo);
+        }
+    };
     match c.op {
         Op::Eq | Op::MaskedEq(_) => {
             let (mlo, mhi) = match c.op {
                 Op::MaskedEq(m) => (Some(m as u32), Some((m >> 32) as u32)),
                 _ => (None, None),
             };
+            let mut loaded = loaded;
             if c.qword {
                 asm.stmt(LD_W_ABS, hi);
                 if let Some(m) = mhi {
                     asm.stmt(ALU_AND_K, m);
                 }
                 asm.emit(JMP_JEQ_K, vhi, Jump::Next, Jump::To(fail));
+                loaded = None;
             }
-            asm.stmt(LD_W_ABS, lo);
+            load_lo(asm, loaded);
             if let Some(m) = mlo {
                 asm.stmt(ALU_AND_K, m);
             }
             asm.emit(JMP_JEQ_K, vlo, Jump::Next, Jump::To(fail));
+            mlo.is_none().then_some(lo)
         }
         Op::Ne => {
             let pass = asm.label();
+            let mut loaded = loaded;
             if c.qword {
                 asm.stmt(LD_W_ABS, hi);
                 asm.emit(JMP_JEQ_K, vhi, Jump::Next, Jump::To(pass));
+                loaded = None;
             }
-            asm.stmt(LD_W_ABS, lo);
+            load_lo(asm, loaded);
             asm.emit(JMP_JEQ_K, vlo, Jump::To(fail), Jump::Next);
             asm.bind(pass);
+            // After the qword form, a jump to `pass` arrives with the high word loaded.
+            (!c.qword).then_some(lo)
         }
     }
 }

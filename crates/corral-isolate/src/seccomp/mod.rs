@@ -215,7 +215,7 @@ mod tests {
     fn program_is_short() {
         for user in [SandboxUser::Sandbox, SandboxUser::Root] {
             let f = SeccompFilters::compile(user).unwrap();
-            assert!(f.len() < 200, "{user:?}: {} instructions", f.len());
+            assert!(f.len() < 130, "{user:?}: {} instructions", f.len());
             eprintln!("{user:?}: {} instructions", f.len());
         }
     }
