@@ -113,6 +113,11 @@ fn current_bounding() -> u64 {
 /// Drops the bounding set to `keep`, clears ambient capabilities. Needs CAP_SETPCAP.
 /// Only capabilities still in the set are dropped (one prctl each).
 fn bound_to(keep: u64) -> io::Result<()> {
+    bound_from(current_bounding(), keep)
+}
+
+/// [`bound_to`] when the current bounding set is already known to be within `present`.
+fn bound_from(present: u64, keep: u64) -> io::Result<()> {
     prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -125,7 +130,6 @@ fn bound_to(keep: u64) -> io::Result<()> {
             Err(e)
         }
     })?;
-    let present = current_bounding();
     for cap in 0..64u32 {
         if keep & (1 << cap) != 0 || present & (1 << cap) == 0 {
             continue;
@@ -160,7 +164,8 @@ fn command_set(user: SandboxUser) -> u64 {
 pub(crate) fn become_user(user: SandboxUser) -> io::Result<()> {
     let id = user.id();
     let keep = command_set(user);
-    bound_to(keep)?;
+    // Init already narrowed the bounding set to `keep` + CAP_KILL (bound_to_with_kill).
+    bound_from(keep | mask(&[CAP_KILL]), keep)?;
     nix::unistd::setgroups(&[]).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
     let gid = nix::unistd::Gid::from_raw(id);
     let uid = nix::unistd::Uid::from_raw(id);

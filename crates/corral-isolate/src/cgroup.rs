@@ -138,6 +138,9 @@ impl CgroupLayout {
     /// Finds the hierarchy from /proc/self/mountinfo. v2 is chosen when cgroup2 is
     /// mounted at /sys/fs/cgroup itself; otherwise every v1 controller must be mounted.
     pub fn detect() -> Result<CgroupLayout, CgroupError> {
+        if let Some(layout) = Self::standard() {
+            return Ok(layout);
+        }
         let mountinfo =
             std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
                 op: "read",
@@ -145,6 +148,34 @@ impl CgroupLayout {
                 source,
             })?;
         Self::from_mountinfo(&mountinfo)
+    }
+
+    /// The usual places, found with a few stats instead of parsing mountinfo (this runs
+    /// on every sandbox start): cgroup2 at /sys/fs/cgroup, or each v1 controller at
+    /// /sys/fs/cgroup/<name> (co-mounted ones are reached through their symlinks). The
+    /// control files prove a cgroup file system is mounted there.
+    fn standard() -> Option<CgroupLayout> {
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() && root.join("cgroup.subtree_control").exists()
+        {
+            return Some(CgroupLayout::V2 {
+                root: root.to_path_buf(),
+            });
+        }
+        let mut mounts = BTreeMap::new();
+        for (c, file) in [
+            (Controller::Memory, "memory.limit_in_bytes"),
+            (Controller::Cpu, "cpu.cfs_quota_us"),
+            (Controller::Cpuacct, "cpuacct.usage"),
+            (Controller::Pids, "pids.max"),
+        ] {
+            let dir = root.join(c.name());
+            if !dir.join(file).exists() {
+                return None;
+            }
+            mounts.insert(c, dir);
+        }
+        Some(CgroupLayout::V1 { mounts })
     }
 
     /// Parses mountinfo text (split out for tests).
