@@ -390,11 +390,16 @@ fn prepare_command(
             return Err(format!("dup2: {}", std::io::Error::last_os_error()));
         }
     }
-    // Signals: default dispositions, nothing blocked. execve resets handled signals;
-    // only ignored ones survive it, and corral (Rust) ignores SIGPIPE.
-    // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
-    #[allow(unsafe_code)]
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // Signals: default dispositions, nothing blocked. execve resets handled signals
+    // but keeps ignored ones (corral ignores SIGPIPE; its caller may ignore others, e.g.
+    // under nohup), so every one is reset: the command always starts the same way.
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
+            #[allow(unsafe_code)]
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        }
+    }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| format!("sigprocmask: {e}"))?;
     // Under memory pressure the OOM killer takes the command's processes, never init.

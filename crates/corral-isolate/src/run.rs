@@ -399,6 +399,8 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     };
 
     // corral handles these through a signalfd so it can always clean up.
+    // A signal the caller ignores (nohup: SIGHUP) stays ignored: corral neither
+    // catches nor forwards it.
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -406,7 +408,9 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         Signal::SIGHUP,
         Signal::SIGQUIT,
     ] {
-        mask.add(s);
+        if !ignored(s) {
+            mask.add(s);
+        }
     }
     let mut old_mask = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
@@ -552,6 +556,17 @@ fn make_cgroup(
         &spec.limits,
     )?;
     Ok(Some((cg, layout)))
+}
+
+/// Whether this process ignores `sig` (SIG_IGN inherited from its caller).
+fn ignored(sig: Signal) -> bool {
+    // SAFETY: a null new action only queries; `old` is a valid, writable sigaction.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig as libc::c_int, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.

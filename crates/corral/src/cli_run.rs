@@ -18,7 +18,7 @@ use crate::{paths, EXIT_CORRAL_ERROR};
 #[command(
     after_help = "Exit status: the command's own; 128+N if signal N killed it; 124 on \
 timeout; 137 when the memory limit killed it; 127 when CMD is not found in the sandbox; \
-125 when corral itself failed."
+126 when CMD is not executable; 125 when corral itself failed."
 )]
 pub(crate) struct RunArgs {
     /// Root file system template.
