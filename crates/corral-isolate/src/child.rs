@@ -179,6 +179,9 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
                 }
             }
             drop(null);
+            // The ruleset belongs to the command; init's copy of its fd goes now, before
+            // close_all_but would close it behind the owner's back.
+            drop(landlock);
             close_all_but(ctx.report_w);
             caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
             Ok(child.as_raw())
