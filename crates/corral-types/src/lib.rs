@@ -6,9 +6,9 @@
 //! as `*_bytes` integers.
 
 mod error;
-mod result;
+mod run_result;
 mod units;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use result::RunResult;
+pub use run_result::RunResult;
 pub use units::{parse_duration, parse_size, UnitError};
