@@ -95,7 +95,8 @@ pub enum Controller {
     Memory,
     /// CFS quota.
     Cpu,
-    /// CPU time accounting.
+    /// CPU time accounting (v1; counts processes that are still running when the
+    /// sandbox is torn down, which the init's rusage would miss).
     Cpuacct,
     /// Task count limit.
     Pids,
@@ -254,8 +255,8 @@ impl CgroupLayout {
 pub struct CgroupStats {
     /// Highest memory use seen, bytes (None where the kernel does not report it).
     pub peak_memory_bytes: Option<u64>,
-    /// CPU time used by every task, user + system.
-    pub cpu_time: Duration,
+    /// CPU time used by every task, user + system (None when it could not be read).
+    pub cpu_time: Option<Duration>,
     /// How many tasks the memory limit's OOM killer killed.
     pub oom_kills: u64,
 }
@@ -289,9 +290,19 @@ impl<F: CgroupFs> Cgroup<F> {
             created: Vec::new(),
             destroyed: false,
         };
-        cg.prepare_parent(Path::new(parent))?;
+        // The parent normally exists (made by an earlier run): create the sandbox's own
+        // cgroup directly and prepare the parent only when that fails with ENOENT (v2
+        // always checks that the parent delegates its controllers).
+        if matches!(cg.layout, CgroupLayout::V2 { .. }) {
+            cg.prepare_parent(Path::new(parent))?;
+        }
         for dir in cg.layout.dirs(&cg.rel) {
-            cg.fs.mkdir(&dir).map_err(|source| CgroupError::Io {
+            let mut made = cg.fs.mkdir(&dir);
+            if matches!(&made, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                cg.prepare_parent(Path::new(parent))?;
+                made = cg.fs.mkdir(&dir);
+            }
+            made.map_err(|source| CgroupError::Io {
                 op: "mkdir",
                 path: dir.clone(),
                 source,
@@ -369,7 +380,7 @@ impl<F: CgroupFs> Cgroup<F> {
                     self.write(&mem("memory.swappiness"), "0")?;
                 }
                 let cpu = |n| self.layout.file(Controller::Cpu, &self.rel, n);
-                self.write(&cpu("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                // A new cgroup's period is the kernel default, CPU_PERIOD_US (100 ms).
                 self.write(&cpu("cpu.cfs_quota_us"), &quota.to_string())?;
                 let pids = self.layout.file(Controller::Pids, &self.rel, "pids.max");
                 self.write(&pids, &limits.pids.to_string())?;
@@ -395,8 +406,7 @@ impl<F: CgroupFs> Cgroup<F> {
                     .and_then(|s| s.trim().parse().ok()),
                 cpu_time: read(Controller::Cpu, "cpu.stat")
                     .and_then(|s| keyed(&s, "usage_usec"))
-                    .map(Duration::from_micros)
-                    .unwrap_or_default(),
+                    .map(Duration::from_micros),
                 oom_kills: read(Controller::Memory, "memory.events")
                     .and_then(|s| keyed(&s, "oom_kill"))
                     .unwrap_or(0),
@@ -406,8 +416,7 @@ impl<F: CgroupFs> Cgroup<F> {
                     .and_then(|s| s.trim().parse().ok()),
                 cpu_time: read(Controller::Cpuacct, "cpuacct.usage")
                     .and_then(|s| s.trim().parse().ok())
-                    .map(Duration::from_nanos)
-                    .unwrap_or_default(),
+                    .map(Duration::from_nanos),
                 oom_kills: read(Controller::Memory, "memory.oom_control")
                     .and_then(|s| keyed(&s, "oom_kill"))
                     .unwrap_or(0),
@@ -539,6 +548,13 @@ mod tests {
 
     impl CgroupFs for FakeFs {
         fn mkdir(&self, path: &Path) -> io::Result<()> {
+            // Hierarchy roots ("/cg", "/cg/<controller>") always exist; anything below
+            // needs its parent, as in the kernel.
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            let is_root = |p: &Path| p == Path::new("/cg") || p.parent() == Some(Path::new("/cg"));
+            if !is_root(parent) && !self.dirs.borrow().contains(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
             self.log
                 .borrow_mut()
                 .push(format!("mkdir {}", path.display()));
@@ -683,6 +699,17 @@ mod tests {
         let log = fs.log.borrow().clone();
         let mkdirs: Vec<_> = log.iter().filter(|l| l.starts_with("mkdir")).collect();
         assert_eq!(mkdirs.len(), 6, "3 parents + 3 sandbox dirs: {mkdirs:?}");
+        // A second sandbox finds the parents there: no parent mkdir at all.
+        let before = fs.log.borrow().len();
+        let cg2 = Cgroup::create(fs.clone(), v1(), "corral", "run-7-2", &limits()).unwrap();
+        let again: Vec<_> = fs.log.borrow()[before..]
+            .iter()
+            .filter(|l| l.starts_with("mkdir"))
+            .cloned()
+            .collect();
+        assert_eq!(again.len(), 3, "{again:?}");
+        assert!(again.iter().all(|l| l.ends_with("run-7-2")), "{again:?}");
+        cg2.destroy().unwrap();
         assert!(
             log.contains(&"write /cg/memory/corral/run-7-1/memory.limit_in_bytes 67108864".into())
         );
@@ -708,7 +735,7 @@ mod tests {
         let stats = cg.stats();
         assert_eq!(stats.oom_kills, 2);
         assert_eq!(stats.peak_memory_bytes, Some(1 << 20));
-        assert_eq!(stats.cpu_time, Duration::from_millis(2500));
+        assert_eq!(stats.cpu_time, Some(Duration::from_millis(2500)));
         cg.destroy().unwrap();
         let dirs = fs.dirs.borrow();
         assert!(dirs.iter().all(|d| !d.ends_with("run-7-1")), "{dirs:?}");
@@ -731,7 +758,7 @@ mod tests {
         drop(files);
         let s = cg.stats();
         assert_eq!((s.oom_kills, s.peak_memory_bytes), (1, Some(4096)));
-        assert_eq!(s.cpu_time, Duration::from_micros(1500));
+        assert_eq!(s.cpu_time, Some(Duration::from_micros(1500)));
         cg.destroy().unwrap();
     }
 
@@ -805,6 +832,7 @@ mod tests {
         let CgroupLayout::V1 { mounts } = CgroupLayout::from_mountinfo(hybrid).unwrap() else {
             panic!("expected v1");
         };
+        assert_eq!(mounts[&Controller::Cpu], Path::new("/sys/fs/cgroup/cpu"));
         assert_eq!(
             mounts[&Controller::Cpuacct],
             Path::new("/sys/fs/cgroup/cpuacct")

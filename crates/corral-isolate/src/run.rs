@@ -499,16 +499,16 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         // Whatever happened, the sandbox is gone once init is reaped.
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        let init_cpu = reap(pid);
         let duration = started.elapsed();
-        result.map(|(termination, out)| (termination, out, duration))
+        result.map(|(termination, out)| (termination, out, duration, init_cpu))
     });
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
 
     if let Some(cg) = cgroup {
         cg.destroy()?;
     }
-    let (termination, out, duration) = result?;
+    let (termination, out, duration, init_cpu) = result?;
     Ok(RunOutcome {
         termination,
         oom_killed: stats.oom_kills > 0,
@@ -518,7 +518,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         stderr_truncated: out.stderr_truncated,
         duration,
         peak_memory_bytes: stats.peak_memory_bytes,
-        cpu_time: stats.cpu_time,
+        cpu_time: stats.cpu_time.unwrap_or(init_cpu),
     })
 }
 
@@ -556,6 +556,31 @@ fn make_cgroup(
         &spec.limits,
     )?;
     Ok(Some((cg, layout)))
+}
+
+/// Waits for the sandbox's init and returns its rusage CPU time, children included: the
+/// sandbox's CPU time when cgroups are skipped (it misses processes still running at
+/// teardown, which the kernel reaps without accounting them to init; the cgroup's
+/// figure is used whenever there is one).
+fn reap(pid: i32) -> Duration {
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+        #[allow(unsafe_code)]
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: status and usage are valid, writable locals.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            return tv(usage.ru_utime) + tv(usage.ru_stime);
+        }
+        if rc < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return Duration::ZERO;
+        }
+    }
 }
 
 /// Whether this process ignores `sig` (SIG_IGN inherited from its caller).
