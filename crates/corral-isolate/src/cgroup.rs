@@ -164,14 +164,11 @@ impl CgroupLayout {
             });
         }
         let mut mounts = BTreeMap::new();
-        for (c, file) in [
-            (Controller::Memory, "memory.limit_in_bytes"),
-            (Controller::Cpu, "cpu.cfs_quota_us"),
-            (Controller::Cpuacct, "cpuacct.usage"),
-            (Controller::Pids, "pids.max"),
-        ] {
+        for c in Controller::ALL {
+            // A v1 hierarchy's root holds cgroup.procs (pids.max and friends exist only
+            // below the root).
             let dir = root.join(c.name());
-            if !dir.join(file).exists() {
+            if !dir.join("cgroup.procs").exists() {
                 return None;
             }
             mounts.insert(c, dir);
@@ -350,16 +347,29 @@ impl<F: CgroupFs> Cgroup<F> {
             })
     }
 
+    /// Writes a control file the kernel may not have (a feature not compiled in or
+    /// turned off). Returns whether it was there.
+    fn write_optional(&self, path: &Path, value: &str) -> Result<bool, CgroupError> {
+        match self.fs.write(path, value) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(CgroupError::Io {
+                op: "write",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     fn apply_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
         let quota = limits.cpu_millis * CPU_PERIOD_US / 1000;
         match &self.layout {
             CgroupLayout::V2 { .. } => {
                 let f = |n| self.layout.file(Controller::Memory, &self.rel, n);
                 self.write(&f("memory.max"), &limits.memory_bytes.to_string())?;
-                // No swap: a sandbox that hits its limit is OOM-killed, not slowed.
-                if self.fs.exists(&f("memory.swap.max")) {
-                    self.write(&f("memory.swap.max"), "0")?;
-                }
+                // No swap: a sandbox that hits its limit is OOM-killed, not slowed
+                // (absent without swap accounting).
+                self.write_optional(&f("memory.swap.max"), "0")?;
                 self.write(&f("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
                 self.write(&f("pids.max"), &limits.pids.to_string())?;
             }
@@ -369,15 +379,11 @@ impl<F: CgroupFs> Cgroup<F> {
                     &mem("memory.limit_in_bytes"),
                     &limits.memory_bytes.to_string(),
                 )?;
-                // With swap accounting, memsw caps memory+swap at the same value.
-                if self.fs.exists(&mem("memory.memsw.limit_in_bytes")) {
-                    self.write(
-                        &mem("memory.memsw.limit_in_bytes"),
-                        &limits.memory_bytes.to_string(),
-                    )?;
-                }
-                if self.fs.exists(&mem("memory.swappiness")) {
-                    self.write(&mem("memory.swappiness"), "0")?;
+                // No swap: with swap accounting, memsw caps memory+swap at the memory
+                // limit; without it, swappiness 0 keeps the sandbox out of swap.
+                let memsw = mem("memory.memsw.limit_in_bytes");
+                if !self.write_optional(&memsw, &limits.memory_bytes.to_string())? {
+                    self.write_optional(&mem("memory.swappiness"), "0")?;
                 }
                 let cpu = |n| self.layout.file(Controller::Cpu, &self.rel, n);
                 // A new cgroup's period is the kernel default, CPU_PERIOD_US (100 ms).
@@ -574,6 +580,16 @@ mod tests {
             Ok(())
         }
         fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+            // Files of optional kernel features exist only when a test puts them there.
+            let optional = [
+                "memory.swap.max",
+                "memory.memsw.limit_in_bytes",
+                "memory.swappiness",
+            ];
+            if optional.iter().any(|o| path.ends_with(o)) && !self.files.borrow().contains_key(path)
+            {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
             if let Some(f) = self.fail_write.borrow().as_deref() {
                 if path.ends_with(f) {
                     return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -760,6 +776,36 @@ mod tests {
         assert_eq!((s.oom_kills, s.peak_memory_bytes), (1, Some(4096)));
         assert_eq!(s.cpu_time, Some(Duration::from_micros(1500)));
         cg.destroy().unwrap();
+    }
+
+    #[test]
+    fn v1_no_swap_uses_memsw_when_there_else_swappiness() {
+        for (memsw, want) in [
+            (true, "memory.memsw.limit_in_bytes"),
+            (false, "memory.swappiness"),
+        ] {
+            let fs = FakeFs::default();
+            let dir = PathBuf::from("/cg/memory/corral/s");
+            if memsw {
+                fs.files
+                    .borrow_mut()
+                    .insert(dir.join("memory.memsw.limit_in_bytes"), String::new());
+            }
+            fs.files
+                .borrow_mut()
+                .insert(dir.join("memory.swappiness"), "60".into());
+            let cg = Cgroup::create(fs.clone(), v1(), "corral", "s", &limits()).unwrap();
+            let writes: Vec<String> = fs
+                .log
+                .borrow()
+                .iter()
+                .filter(|l| l.contains("swap") || l.contains("memsw"))
+                .cloned()
+                .collect();
+            assert_eq!(writes.len(), 1, "{writes:?}");
+            assert!(writes[0].contains(want), "{writes:?}");
+            cg.destroy().unwrap();
+        }
     }
 
     #[test]
