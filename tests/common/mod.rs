@@ -18,7 +18,7 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
     if v2.exists() {
         return vec![PathBuf::from("/sys/fs/cgroup")];
     }
-    ["memory", "cpu", "cpuacct", "pids"]
+    ["memory", "cpu", "pids"]
         .iter()
         .map(|c| Path::new("/sys/fs/cgroup").join(c))
         .collect()

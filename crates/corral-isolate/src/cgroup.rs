@@ -19,7 +19,7 @@ pub enum CgroupError {
     /// No usable cgroup hierarchy was found.
     #[error(
         "no usable cgroup hierarchy ({0}); mount cgroup2 at /sys/fs/cgroup, or the v1 \
-         memory, cpu, cpuacct and pids controllers"
+         memory, cpu and pids controllers"
     )]
     Unavailable(String),
     /// A cgroup file operation failed.
@@ -95,25 +95,19 @@ pub enum Controller {
     Memory,
     /// CFS quota.
     Cpu,
-    /// CPU time accounting (v1; counts processes that are still running when the
-    /// sandbox is torn down, which the init's rusage would miss).
-    Cpuacct,
     /// Task count limit.
     Pids,
 }
 
 impl Controller {
-    const ALL: [Controller; 4] = [
-        Controller::Memory,
-        Controller::Cpu,
-        Controller::Cpuacct,
-        Controller::Pids,
-    ];
+    /// No cpuacct on v1: CPU time comes from the rusage of the sandbox's init, which
+    /// kills and reaps every process of the sandbox before it exits, so one hierarchy
+    /// fewer is created, joined and removed per run.
+    const ALL: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
     fn name(self) -> &'static str {
         match self {
             Controller::Memory => "memory",
             Controller::Cpu => "cpu",
-            Controller::Cpuacct => "cpuacct",
             Controller::Pids => "pids",
         }
     }
@@ -252,7 +246,8 @@ impl CgroupLayout {
 pub struct CgroupStats {
     /// Highest memory use seen, bytes (None where the kernel does not report it).
     pub peak_memory_bytes: Option<u64>,
-    /// CPU time used by every task, user + system (None when it could not be read).
+    /// CPU time used by every task, user + system (v2; None on v1, where the caller
+    /// takes it from the rusage of the sandbox's init).
     pub cpu_time: Option<Duration>,
     /// How many tasks the memory limit's OOM killer killed.
     pub oom_kills: u64,
@@ -420,9 +415,7 @@ impl<F: CgroupFs> Cgroup<F> {
             CgroupLayout::V1 { .. } => CgroupStats {
                 peak_memory_bytes: read(Controller::Memory, "memory.max_usage_in_bytes")
                     .and_then(|s| s.trim().parse().ok()),
-                cpu_time: read(Controller::Cpuacct, "cpuacct.usage")
-                    .and_then(|s| s.trim().parse().ok())
-                    .map(Duration::from_nanos),
+                cpu_time: None,
                 oom_kills: read(Controller::Memory, "memory.oom_control")
                     .and_then(|s| keyed(&s, "oom_kill"))
                     .unwrap_or(0),
@@ -633,9 +626,8 @@ mod tests {
     fn v1() -> CgroupLayout {
         let mut mounts = BTreeMap::new();
         mounts.insert(Controller::Memory, PathBuf::from("/cg/memory"));
-        // cpu and cpuacct co-mounted, as on most v1 hosts
+        // cpu co-mounted with cpuacct, as on most v1 hosts
         mounts.insert(Controller::Cpu, PathBuf::from("/cg/cpu,cpuacct"));
-        mounts.insert(Controller::Cpuacct, PathBuf::from("/cg/cpu,cpuacct"));
         mounts.insert(Controller::Pids, PathBuf::from("/cg/pids"));
         CgroupLayout::V1 { mounts }
     }
@@ -743,15 +735,11 @@ mod tests {
             PathBuf::from("/cg/memory/corral/run-7-1/memory.max_usage_in_bytes"),
             "1048576\n".into(),
         );
-        files.insert(
-            PathBuf::from("/cg/cpu,cpuacct/corral/run-7-1/cpuacct.usage"),
-            "2500000000\n".into(),
-        );
         drop(files);
         let stats = cg.stats();
         assert_eq!(stats.oom_kills, 2);
         assert_eq!(stats.peak_memory_bytes, Some(1 << 20));
-        assert_eq!(stats.cpu_time, Some(Duration::from_millis(2500)));
+        assert_eq!(stats.cpu_time, None, "v1 CPU time comes from init's rusage");
         cg.destroy().unwrap();
         let dirs = fs.dirs.borrow();
         assert!(dirs.iter().all(|d| !d.ends_with("run-7-1")), "{dirs:?}");
@@ -879,10 +867,7 @@ mod tests {
             panic!("expected v1");
         };
         assert_eq!(mounts[&Controller::Cpu], Path::new("/sys/fs/cgroup/cpu"));
-        assert_eq!(
-            mounts[&Controller::Cpuacct],
-            Path::new("/sys/fs/cgroup/cpuacct")
-        );
+        assert_eq!(mounts.len(), 3, "cpuacct is not used: {mounts:?}");
         let pure = "30 24 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(
             CgroupLayout::from_mountinfo(pure).unwrap(),
@@ -892,6 +877,6 @@ mod tests {
         );
         let none = "30 24 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let err = CgroupLayout::from_mountinfo(none).unwrap_err().to_string();
-        assert!(err.contains("cpu, cpuacct, pids"), "{err}");
+        assert!(err.contains("cpu, pids"), "{err}");
     }
 }

@@ -262,7 +262,7 @@ fn close_all_but(keep: RawFd) {
 }
 
 /// Signals init forwards to the command (corral relays its own SIGINT, SIGTERM, SIGHUP
-/// and SIGQUIT here), plus SIGCHLD, which init waits for.
+/// and SIGQUIT here), SIGCHLD, which init waits for, and [`TERMINATE`].
 fn init_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [
@@ -271,17 +271,26 @@ fn init_signals() -> SigSet {
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGQUIT,
+        TERMINATE,
     ] {
         set.add(s);
     }
     set
 }
 
+/// corral's request to end the sandbox now (timeout, interrupt): init kills and reaps
+/// everything, then reports. Sandbox processes cannot send it: Landlock scoping keeps
+/// their signals inside the sandbox's own domain, which init is not part of.
+pub(crate) const TERMINATE: Signal = Signal::SIGUSR1;
+
 /// PID 1: reap every child and forward signals to the command's process group; when
-/// the command ends, report its status and exit, which makes the kernel kill
-/// everything else in the sandbox (no survivor outlives it).
+/// the command ends (or corral asks with [`TERMINATE`]), kill every other process,
+/// reap them all, report the command's status and exit. Reaping them here, rather than
+/// leaving them to the kernel's teardown of the pid namespace, means their CPU time is
+/// accounted to init, whose rusage corral reads.
 fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
     let signals = init_signals();
+    let mut cmd_status: Option<libc::c_int> = None;
     loop {
         // Reap whatever has exited (orphans re-parented to init included).
         loop {
@@ -290,8 +299,8 @@ fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
             #[allow(unsafe_code)]
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid == cmd_pid {
-                report::send(fd(ctx.report_w), TAG_STATUS, &status.to_le_bytes());
-                exit(0);
+                cmd_status = Some(status);
+                break;
             }
             if pid > 0 {
                 continue;
@@ -313,7 +322,11 @@ fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
             }
             break;
         }
+        if cmd_status.is_some() {
+            break;
+        }
         match signals.wait() {
+            Ok(TERMINATE) => break,
             Ok(Signal::SIGCHLD) | Err(_) => {}
             Ok(sig) => {
                 // The command is a session (and so process group) leader.
@@ -321,6 +334,28 @@ fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
             }
         }
     }
+    // kill(-1) from a pid namespace's init reaches every other process in it.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGKILL);
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a valid, writable c_int for waitpid to fill.
+        #[allow(unsafe_code)]
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == cmd_pid {
+            cmd_status = Some(status);
+        } else if pid < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            break; // ECHILD: nothing left
+        }
+    }
+    match cmd_status {
+        Some(status) => report::send(fd(ctx.report_w), TAG_STATUS, &status.to_le_bytes()),
+        None => report::send(
+            fd(ctx.report_w),
+            report::TAG_ERROR,
+            b"sandbox init lost its command",
+        ),
+    }
+    exit(0)
 }
 
 /// The command process: from here to execve every step narrows what it can do.

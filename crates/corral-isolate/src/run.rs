@@ -535,7 +535,7 @@ fn make_cgroup(
         what: match e {
             CgroupError::Unavailable(reason) => format!(
                 "a usable cgroup hierarchy ({reason}; mount cgroup2 at /sys/fs/cgroup, \
-                 or the v1 memory, cpu, cpuacct and pids controllers)"
+                 or the v1 memory, cpu and pids controllers)"
             ),
             other => format!(
                 "a readable cgroup hierarchy ({})",
@@ -558,10 +558,9 @@ fn make_cgroup(
     Ok(Some((cg, layout)))
 }
 
-/// Waits for the sandbox's init and returns its rusage CPU time, children included: the
-/// sandbox's CPU time when cgroups are skipped (it misses processes still running at
-/// teardown, which the kernel reaps without accounting them to init; the cgroup's
-/// figure is used whenever there is one).
+/// Waits for the sandbox's init and returns its CPU time, children included: the
+/// sandbox's total, since init kills and reaps every process of the sandbox before it
+/// exits (on v1 this is where `cpu_time_ms` comes from; v2 has the cgroup's figure).
 fn reap(pid: i32) -> Duration {
     loop {
         let mut status = 0;
@@ -880,8 +879,9 @@ impl Supervisor<'_> {
     }
 
     fn kill_sandbox(&self) {
-        // SIGKILL to a pid namespace's init from outside kills every process in it.
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        // Init kills and reaps every process, then reports and exits (so their CPU time
+        // is accounted); if it does not, the SIGKILL after the drain grace ends it.
+        let _ = kill(Pid::from_raw(self.pid), child::TERMINATE);
     }
 
     /// Moves available output from a pipe to the capture buffer or the caller's stream.
