@@ -161,6 +161,10 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     if let Some(filters) = &seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
+    // Closed in the command by its execve (close-on-exec): init waits for that before
+    // its own housekeeping, so the command runs first on a busy host.
+    let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("creating the exec pipe: {e}"))?;
     // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
     // corral), so the child may run arbitrary code.
     #[allow(unsafe_code)]
@@ -170,6 +174,10 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
         ForkResult::Child => command_main(ctx, landlock),
         ForkResult::Parent { child } => {
             use std::os::fd::AsRawFd;
+            drop(exec_w);
+            let mut b = [0u8; 1];
+            while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&exec_r, &mut b) {}
+            drop(exec_r);
             for target in 0..3 {
                 // SAFETY: null is an open fd owned by this process; dup2 onto 0-2
                 // replaces init's inherited stdio.
