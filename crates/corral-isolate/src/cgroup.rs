@@ -71,7 +71,8 @@ impl CgroupFs for RealCgroupFs {
         std::fs::write(path, value)
     }
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        // Control files are seq_files like /proc's: one large read.
+        crate::procfs::read(path)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
@@ -137,7 +138,7 @@ impl CgroupLayout {
             return Ok(layout);
         }
         let mountinfo =
-            std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
+            crate::procfs::read("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
                 op: "read",
                 path: PathBuf::from("/proc/self/mountinfo"),
                 source,

@@ -218,7 +218,7 @@ fn parent_gone(p2c_r: RawFd) -> bool {
 /// the ranges come from the kernel's own record of where they are (/proc/self/stat
 /// fields arg_start..arg_end and env_start..env_end), which lie in the stack mapping.
 fn scrub_command_line() {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Ok(stat) = crate::procfs::read("/proc/self/stat") else {
         return;
     };
     let Some((_, rest)) = stat.rsplit_once(')') else {

@@ -11,6 +11,7 @@ mod cgroup;
 mod child;
 mod landlock_layer;
 mod mounts;
+mod procfs;
 mod realsys;
 mod report;
 mod run;

@@ -264,7 +264,7 @@ fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
 /// Refuses to fork from a multi-threaded process (the child would inherit locks held by
 /// threads that do not exist in it).
 fn ensure_single_threaded() -> Result<(), RunError> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|source| RunError::Io {
+    let stat = crate::procfs::read("/proc/self/stat").map_err(|source| RunError::Io {
         what: "reading /proc/self/stat".into(),
         source,
     })?;
