@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod seccomp;
 mod spec;
+mod supervise;
 
 pub use cgroup::{
     sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller, RealCgroupFs,

@@ -2,25 +2,25 @@
 //! sandbox, feed it, wait for it, measure it and remove every trace of it.
 
 use std::ffi::CString;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
+use crate::cgroup::{Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
 use crate::child::{self, ChildCtx};
 use crate::landlock_layer;
 use crate::mounts::{self, PlanInput};
-use crate::report::{Decoder, Frame};
+use crate::report::Decoder;
 use crate::seccomp::SeccompError;
-use crate::spec::{Layer, OutputMode, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
+use crate::spec::{Layer, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
+use crate::supervise::{Captured, Supervisor};
 
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub enum RunError {
     },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> RunError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> RunError {
     let what = what.into();
     move |e| RunError::Io {
         what,
@@ -621,322 +621,5 @@ fn clone_sandbox(ctx: ChildCtx) -> Result<i32, RunError> {
             source: io::Error::last_os_error(),
         }),
         p => Ok(p as i32),
-    }
-}
-
-#[derive(Debug, Default)]
-struct Captured {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stdout_len: u64,
-    stderr_len: u64,
-    stdout_truncated: bool,
-    stderr_truncated: bool,
-}
-
-struct Supervisor<'a> {
-    pid: i32,
-    spec: &'a SandboxSpec,
-    p2c_w: OwnedFd,
-    report_r: OwnedFd,
-    stdout_r: Option<OwnedFd>,
-    stderr_r: Option<OwnedFd>,
-    stdin_w: Option<OwnedFd>,
-    sigfd: SignalFd,
-    started: Instant,
-    decoder: Decoder,
-    out: Captured,
-}
-
-/// How long the command may take to exit after corral forwards SIGINT/SIGTERM/SIGHUP/
-/// SIGQUIT to it, before the sandbox is killed. A second signal kills at once.
-pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
-
-/// After corral kills a sandbox, how long it waits for the pipes to close before giving
-/// up on the rest of the output (the processes are dead; this only bounds a hang).
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
-
-impl Supervisor<'_> {
-    fn write_maps(&self) -> Result<(), RunError> {
-        let map = format!("0 {} {}\n", self.spec.id_map_base, ID_MAP_LEN);
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{}/{file}", self.pid);
-            std::fs::write(&path, &map).map_err(|source| RunError::Io {
-                what: format!("writing {path}"),
-                source,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn go(&self) -> Result<(), RunError> {
-        nix::unistd::write(&self.p2c_w, b"g").map_err(io_err("signalling the sandbox"))?;
-        Ok(())
-    }
-
-    fn supervise(
-        &mut self,
-        cgroup: Option<&Cgroup<RealCgroupFs>>,
-        layout: Option<&CgroupLayout>,
-    ) -> Result<(Termination, Captured), RunError> {
-        if let Some(cg) = cgroup {
-            cg.add_pid(self.pid)?;
-        }
-        self.go()?;
-        // While the sandbox finishes its setup: remove cgroups a killed corral left.
-        if let Some(layout) = layout {
-            cgroup::sweep_stale(&RealCgroupFs, layout, &self.spec.cgroup_parent, |pid| {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            });
-        }
-
-        let deadline = self.started + self.spec.limits.timeout;
-        let mut status: Option<i32> = None;
-        let mut error: Option<String> = None;
-        let mut report_open = true;
-        let mut killed: Option<(Termination, Instant)> = None;
-        let mut forwarded: Option<(i32, Instant)> = None;
-        let mut stdin_src_open = self.stdin_w.is_some();
-        let mut stdin_buf: Vec<u8> = Vec::new();
-
-        while report_open || self.stdout_r.is_some() || self.stderr_r.is_some() {
-            let now = Instant::now();
-            let timeout = match killed {
-                Some((_, at)) => {
-                    let left = (at + DRAIN_GRACE).saturating_duration_since(now);
-                    if left.is_zero() {
-                        break;
-                    }
-                    left
-                }
-                None => {
-                    if now >= deadline {
-                        self.kill_sandbox();
-                        killed = Some((Termination::TimedOut, now));
-                        continue;
-                    }
-                    match forwarded {
-                        Some((sig, grace_end)) if now >= grace_end => {
-                            self.kill_sandbox();
-                            killed = Some((Termination::Interrupted(sig), now));
-                            continue;
-                        }
-                        Some((_, grace_end)) => (deadline - now).min(grace_end - now),
-                        None => deadline - now,
-                    }
-                }
-            };
-            let ms = timeout.as_millis().clamp(1, 60_000) as u16;
-
-            // Order of fds: report, stdout, stderr, signals, caller stdin, sandbox stdin.
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
-            let mut which: Vec<u8> = Vec::with_capacity(6);
-            if report_open {
-                fds.push(PollFd::new(self.report_r.as_fd(), PollFlags::POLLIN));
-                which.push(b'r');
-            }
-            if let Some(f) = &self.stdout_r {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(b'o');
-            }
-            if let Some(f) = &self.stderr_r {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(b'e');
-            }
-            fds.push(PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN));
-            which.push(b's');
-            let stdin = io::stdin();
-            if stdin_src_open && stdin_buf.is_empty() && killed.is_none() {
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-                which.push(b'i');
-            }
-            if let (Some(w), false) = (&self.stdin_w, stdin_buf.is_empty()) {
-                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
-                which.push(b'w');
-            }
-            let ready = match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(io_err("waiting for the sandbox (poll)")(e)),
-            };
-            if ready == 0 {
-                continue;
-            }
-            let revents: Vec<(u8, PollFlags)> = fds
-                .iter()
-                .zip(which.iter())
-                .map(|(f, w)| (*w, f.revents().unwrap_or(PollFlags::empty())))
-                .collect();
-            drop(fds);
-            for (w, ev) in revents {
-                if ev.is_empty() {
-                    continue;
-                }
-                match w {
-                    b'r' => {
-                        let mut buf = [0u8; 4096];
-                        match nix::unistd::read(&self.report_r, &mut buf) {
-                            Ok(0) => report_open = false,
-                            Ok(n) => {
-                                self.decoder.push(&buf[..n]);
-                                while let Some(frame) = self.decoder.next_frame() {
-                                    match frame {
-                                        Frame::Userns => {
-                                            self.write_maps()?;
-                                            self.go()?;
-                                        }
-                                        Frame::Error(m) => {
-                                            error.get_or_insert(m);
-                                        }
-                                        Frame::Status(s) => status = Some(s),
-                                    }
-                                }
-                            }
-                            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                            Err(_) => report_open = false,
-                        }
-                    }
-                    b'o' => self.pump(true),
-                    b'e' => self.pump(false),
-                    b's' => {
-                        if let Ok(Some(info)) = self.sigfd.read_signal() {
-                            let sig = info.ssi_signo as i32;
-                            match (forwarded, killed) {
-                                (_, Some(_)) => {}
-                                // First signal: the command gets it (through init) and a
-                                // grace period to exit on its own.
-                                (None, None) => {
-                                    if let Ok(s) = Signal::try_from(sig) {
-                                        let _ = kill(Pid::from_raw(self.pid), s);
-                                    }
-                                    forwarded = Some((sig, Instant::now() + KILL_GRACE));
-                                }
-                                // A second one: no more waiting.
-                                (Some((first, _)), None) => {
-                                    self.kill_sandbox();
-                                    killed =
-                                        Some((Termination::Interrupted(first), Instant::now()));
-                                }
-                            }
-                        }
-                    }
-                    b'i' => {
-                        let mut buf = vec![0u8; 65536];
-                        match nix::unistd::read(&stdin, &mut buf) {
-                            Ok(0) | Err(_) => {
-                                stdin_src_open = false;
-                                self.stdin_w = None; // EOF reaches the command
-                            }
-                            Ok(n) => {
-                                buf.truncate(n);
-                                stdin_buf = buf;
-                            }
-                        }
-                    }
-                    b'w' => {
-                        if let Some(wfd) = &self.stdin_w {
-                            let _ = fcntl(wfd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-                            match nix::unistd::write(wfd, &stdin_buf) {
-                                Ok(n) => {
-                                    stdin_buf.drain(..n);
-                                }
-                                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-                                Err(_) => {
-                                    // The command closed its stdin: stop forwarding.
-                                    stdin_buf.clear();
-                                    stdin_src_open = false;
-                                    self.stdin_w = None;
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if !report_open && status.is_none() && error.is_none() && killed.is_none() {
-                // init vanished without a word (e.g. killed from outside).
-                killed = Some((Termination::Signaled(libc::SIGKILL), Instant::now()));
-            }
-            if !report_open && (status.is_some() || error.is_some()) && killed.is_none() {
-                // init has exited; the processes are dead, only drain output.
-                killed = Some((Termination::Exited(0), Instant::now()));
-            }
-        }
-        let out = std::mem::take(&mut self.out);
-        if let Some((t @ (Termination::TimedOut | Termination::Interrupted(_)), _)) = killed {
-            return Ok((t, out));
-        }
-        if let Some(e) = error {
-            return Err(RunError::Setup(e));
-        }
-        match status {
-            Some(s) if libc::WIFEXITED(s) => Ok((Termination::Exited(libc::WEXITSTATUS(s)), out)),
-            Some(s) if libc::WIFSIGNALED(s) => Ok((Termination::Signaled(libc::WTERMSIG(s)), out)),
-            _ => Err(RunError::Setup(
-                "the sandbox's init ended without reporting the command's status".into(),
-            )),
-        }
-    }
-
-    fn kill_sandbox(&self) {
-        // Init kills and reaps every process, then reports and exits (so their CPU time
-        // is accounted); if it does not, the SIGKILL after the drain grace ends it.
-        let _ = kill(Pid::from_raw(self.pid), child::TERMINATE);
-    }
-
-    /// Moves available output from a pipe to the capture buffer or the caller's stream.
-    fn pump(&mut self, is_stdout: bool) {
-        let limit = self.spec.output_limit;
-        let fd_slot = if is_stdout {
-            &mut self.stdout_r
-        } else {
-            &mut self.stderr_r
-        };
-        let Some(fd) = fd_slot.as_ref() else { return };
-        let mut buf = [0u8; 65536];
-        let n = match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EIO) => {
-                *fd_slot = None;
-                return;
-            }
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        let (len, truncated, store) = if is_stdout {
-            (
-                &mut self.out.stdout_len,
-                &mut self.out.stdout_truncated,
-                &mut self.out.stdout,
-            )
-        } else {
-            (
-                &mut self.out.stderr_len,
-                &mut self.out.stderr_truncated,
-                &mut self.out.stderr,
-            )
-        };
-        let room = limit.saturating_sub(*len) as usize;
-        let keep = n.min(room);
-        if keep < n {
-            *truncated = true;
-        }
-        *len += keep as u64;
-        if keep == 0 {
-            return;
-        }
-        match self.spec.output {
-            OutputMode::Capture => store.extend_from_slice(&buf[..keep]),
-            OutputMode::Passthrough => {
-                let res = if is_stdout {
-                    io::stdout()
-                        .write_all(&buf[..keep])
-                        .and_then(|_| io::stdout().flush())
-                } else {
-                    io::stderr().write_all(&buf[..keep])
-                };
-                // A closed reader (e.g. `| head`) just stops the copy; the run goes on.
-                let _ = res;
-            }
-        }
     }
 }
