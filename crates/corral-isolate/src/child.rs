@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::unistd::{chdir, execve, fork, setsid, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, execve, setsid, Gid, Uid};
 
 use crate::mounts::{self, MountOp};
 use crate::realsys::RealMountSys;
@@ -161,23 +161,11 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     if let Some(filters) = &seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
-    // Closed in the command by its execve (close-on-exec): init waits for that before
-    // its own housekeeping, so the command runs first on a busy host.
-    let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("creating the exec pipe: {e}"))?;
-    // SAFETY of fork: this process is single-threaded (the clone of a single-threaded
-    // corral), so the child may run arbitrary code.
-    #[allow(unsafe_code)]
-    // SAFETY: see above; the child never returns (command_main ends in execve or _exit).
-    let forked = unsafe { fork() }.map_err(|e| format!("starting the command: {e}"))?;
-    match forked {
-        ForkResult::Child => command_main(ctx, landlock),
-        ForkResult::Parent { child } => {
+    let (child, landlock) = spawn_command(ctx, landlock)?;
+    // Init's housekeeping, once the command runs.
+    {
+        {
             use std::os::fd::AsRawFd;
-            drop(exec_w);
-            let mut b = [0u8; 1];
-            while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&exec_r, &mut b) {}
-            drop(exec_r);
             for target in 0..3 {
                 // SAFETY: null is an open fd owned by this process; dup2 onto 0-2
                 // replaces init's inherited stdio.
@@ -192,9 +180,84 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
             drop(landlock);
             close_all_but(ctx.report_w);
             caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
-            Ok(child.as_raw())
+            Ok(child)
         }
     }
+}
+
+/// What the command process starts from: a pointer to this is its only argument.
+struct SpawnArg<'a> {
+    ctx: &'a ChildCtx,
+    landlock: Option<landlock_layer::Prepared>,
+}
+
+extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the SpawnArg in spawn_command's frame. CLONE_VFORK keeps init
+    // suspended until this process execs or exits, so nothing else touches it (or any
+    // of the memory this process shares with init) meanwhile.
+    #[allow(unsafe_code)]
+    let arg = unsafe { &mut *(arg as *mut SpawnArg<'_>) };
+    command_main(arg.ctx, arg.landlock.take())
+}
+
+/// Starts the command process with clone(CLONE_VM | CLONE_VFORK) on a stack of its own:
+/// no page tables are copied and no copy-on-write faults follow (init's memory is a
+/// copy of corral's), and init sleeps until the command has exec'd, so the command
+/// runs first. Returns its pid and whatever of `landlock` it did not take.
+fn spawn_command(
+    ctx: &ChildCtx,
+    landlock: Option<landlock_layer::Prepared>,
+) -> Result<(i32, Option<landlock_layer::Prepared>), String> {
+    const STACK: usize = 1 << 20;
+    const GUARD: usize = 1 << 16;
+    // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
+    #[allow(unsafe_code)]
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(format!(
+            "allocating the command's stack: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the lowest GUARD bytes of the mapping made above become inaccessible, so
+    // a stack overflow faults instead of writing below the stack.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mprotect(base, GUARD, libc::PROT_NONE);
+    }
+    let mut arg = SpawnArg { ctx, landlock };
+    // SAFETY: the child runs command_entry on its own stack (the top of the mapping,
+    // 16-byte aligned), shares memory with this suspended process (CLONE_VFORK) and never
+    // returns: it execs or _exits. `arg` outlives the call.
+    #[allow(unsafe_code)]
+    let pid = unsafe {
+        libc::clone(
+            command_entry,
+            (base as *mut u8).add(STACK) as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut arg as *mut SpawnArg<'_> as *mut libc::c_void,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: the mapping made above; the child has exec'd or exited, so nothing runs
+    // on it any more.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::munmap(base, STACK);
+    }
+    if pid < 0 {
+        return Err(format!("starting the command: {err}"));
+    }
+    Ok((pid, arg.landlock))
 }
 
 /// Whether corral has gone away: its end of the sync pipe is closed.
