@@ -100,7 +100,7 @@ fn prctl(op: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 
 /// The calling thread's bounding set (from /proc/thread-self/status, CapBnd).
 fn current_bounding() -> u64 {
-    crate::procfs::read("/proc/thread-self/status")
+    crate::procfs::read_small("/proc/thread-self/status")
         .ok()
         .and_then(|s| {
             s.lines()

@@ -49,8 +49,8 @@ pub(crate) struct ChildCtx {
     /// Landlock ABI and whether to scope; None when the layer is skipped.
     pub landlock: Option<(i32, bool)>,
     pub extra_writable: Vec<PathBuf>,
-    /// Compile and install the seccomp policy for this user (None: layer skipped).
-    pub seccomp: Option<SandboxUser>,
+    /// The compiled seccomp program (None: layer skipped).
+    pub seccomp: Option<SeccompFilters>,
 }
 
 fn exit(code: i32) -> ! {
@@ -116,10 +116,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // (bound to this root's inodes) and blank corral's command line in this copy.
     scrub_command_line();
     caps::bound_to_with_kill(ctx.user).map_err(|e| format!("dropping the bounding set: {e}"))?;
-    let seccomp = match ctx.seccomp {
-        Some(user) => Some(SeccompFilters::compile(user).map_err(|e| error_chain(&e))?),
-        None => None,
-    };
+    let seccomp = &ctx.seccomp;
     let landlock = match ctx.landlock {
         Some((abi, scopes)) => {
             let writable = landlock_layer::writable_paths(&ctx.extra_writable);
@@ -158,7 +155,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // one installed program (installing costs ~1.7 us per instruction). Everything both
     // do from here to the command's execve is on the allowlist.
     caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
-    if let Some(filters) = &seccomp {
+    if let Some(filters) = seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
     let (child, landlock) = spawn_command(ctx, landlock)?;
@@ -281,7 +278,7 @@ fn parent_gone(p2c_r: RawFd) -> bool {
 /// the ranges come from the kernel's own record of where they are (/proc/self/stat
 /// fields arg_start..arg_end and env_start..env_end), which lie in the stack mapping.
 fn scrub_command_line() {
-    let Ok(stat) = crate::procfs::read("/proc/self/stat") else {
+    let Ok(stat) = crate::procfs::read_small("/proc/self/stat") else {
         return;
     };
     let Some((_, rest)) = stat.rsplit_once(')') else {

@@ -10,10 +10,21 @@
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Reads a /proc file of at most 64 KiB in as few reads as possible.
+/// Reads a /proc or cgroup file of at most 64 KiB in as few reads as possible.
 pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
+    read_sized(path, 64 * 1024)
+}
+
+/// [`read`] for files known to be small (one line or so): a one-page buffer, which
+/// matters in the sandbox's init, where every freshly written page of memory shared
+/// with corral costs a copy-on-write fault.
+pub(crate) fn read_small(path: impl AsRef<Path>) -> io::Result<String> {
+    read_sized(path, 4096)
+}
+
+fn read_sized(path: impl AsRef<Path>, cap: usize) -> io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; cap];
     let mut len = 0;
     loop {
         match f.read(&mut buf[len..]) {

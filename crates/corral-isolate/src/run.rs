@@ -18,7 +18,7 @@ use crate::child::{self, ChildCtx};
 use crate::landlock_layer;
 use crate::mounts::{self, PlanInput};
 use crate::report::Decoder;
-use crate::seccomp::SeccompError;
+use crate::seccomp::{SeccompError, SeccompFilters};
 use crate::spec::{Layer, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
 use crate::supervise::{Captured, Supervisor};
 
@@ -264,7 +264,7 @@ fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
 /// Refuses to fork from a multi-threaded process (the child would inherit locks held by
 /// threads that do not exist in it).
 fn ensure_single_threaded() -> Result<(), RunError> {
-    let stat = crate::procfs::read("/proc/self/stat").map_err(|source| RunError::Io {
+    let stat = crate::procfs::read_small("/proc/self/stat").map_err(|source| RunError::Io {
         what: "reading /proc/self/stat".into(),
         source,
     })?;
@@ -337,10 +337,13 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     }
     ensure_single_threaded()?;
     let probe = probe(spec)?;
-    // The sandbox's init compiles the seccomp program itself while corral writes its id
-    // maps (the policy is static and unit-tested, so this cannot fail at run time in a
-    // way a probe here would catch earlier).
-    let seccomp = (!spec.skip_layers.contains(&Layer::Seccomp)).then_some(spec.user);
+    // Compiled here, before clone: the sandbox's init then only reads the program
+    // (writing fresh memory there would take copy-on-write faults).
+    let seccomp = if spec.skip_layers.contains(&Layer::Seccomp) {
+        None
+    } else {
+        Some(SeccompFilters::compile(spec.user)?)
+    };
     let landlock = (!spec.skip_layers.contains(&Layer::Landlock)).then(|| {
         (
             probe.landlock_abi,

@@ -72,7 +72,7 @@ impl CgroupFs for RealCgroupFs {
     }
     fn read(&self, path: &Path) -> io::Result<String> {
         // Control files are seq_files like /proc's: one large read.
-        crate::procfs::read(path)
+        crate::procfs::read_small(path)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
