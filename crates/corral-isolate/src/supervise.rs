@@ -287,7 +287,9 @@ impl Supervisor<'_> {
             &mut self.stderr_r
         };
         let Some(fd) = fd_slot.as_ref() else { return };
-        let mut buf = [0u8; 65536];
+        // 16 KiB: large outputs take a few more reads; a short or empty one does not
+        // zero (and fault in) 64 KiB of stack per call.
+        let mut buf = [0u8; 16 * 1024];
         let n = match nix::unistd::read(fd, &mut buf) {
             Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EIO) => {
                 *fd_slot = None;
