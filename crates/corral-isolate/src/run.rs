@@ -459,21 +459,12 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
                 .collect(),
             seccomp,
         };
+        if let Some((cg, l)) = make_cgroup(&probe, spec)? {
+            cgroup = Some(cg);
+            layout = Some(l);
+        }
         let started = Instant::now();
         let pid = clone_sandbox(ctx)?;
-        match make_cgroup(&probe, spec) {
-            Ok(made) => {
-                if let Some((cg, l)) = made {
-                    cgroup = Some(cg);
-                    layout = Some(l);
-                }
-            }
-            Err(e) => {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-                return Err(e);
-            }
-        }
         // The parent keeps only its own ends.
         drop(p2c_r);
         drop(report_w);
