@@ -48,7 +48,8 @@ pub(crate) struct ChildCtx {
     pub fsize: u64,
     /// Landlock ABI and whether to scope; None when the layer is skipped.
     pub landlock: Option<(i32, bool)>,
-    pub extra_writable: Vec<PathBuf>,
+    /// Paths the command may write to (Landlock), computed by corral.
+    pub writable: Vec<PathBuf>,
     /// The compiled seccomp program (None: layer skipped).
     pub seccomp: Option<SeccompFilters>,
 }
@@ -119,8 +120,10 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     let seccomp = &ctx.seccomp;
     let landlock = match ctx.landlock {
         Some((abi, scopes)) => {
-            let writable = landlock_layer::writable_paths(&ctx.extra_writable);
-            Some(landlock_layer::prepare(abi, scopes, &writable).map_err(|e| error_chain(&e))?)
+            Some(
+                landlock_layer::prepare(abi, scopes, &ctx.writable)
+                    .map_err(|e| error_chain(&e))?,
+            )
         }
         None => None,
     };

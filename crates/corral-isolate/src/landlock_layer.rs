@@ -2,7 +2,7 @@
 //! in its root, but write only where the sandbox is meant to be writable. On ABI >= 6 it
 //! is also scoped: no abstract unix socket connections or signals outside the sandbox.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use landlock::{
     path_beneath_rules, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr,
@@ -42,21 +42,42 @@ pub(crate) fn kernel_abi() -> i32 {
     }
 }
 
-/// Writable paths: every real directory at the top of the root except /usr, /proc,
-/// /dev and /sys (symlinks such as /bin -> usr/bin are skipped: following them would
-/// open /usr), plus /dev (see [`DEV`]) and `extra`.
-pub(crate) fn writable_paths(extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/") {
+/// Writable paths, computed by corral before the sandbox starts (so the sandbox's init
+/// allocates and writes no memory for it): every real directory at the top of the
+/// template except /usr, /proc, /dev and /sys (symlinks such as /bin -> usr/bin are
+/// skipped: following them would open /usr), the top-level directories corral creates
+/// in the writable layer (/tmp, /home, /root and the first component of every mount
+/// target and of the working directory), /dev (see [`DEV`]) and `extra` (the `:rw`
+/// mount targets). Paths that turn out not to exist in the sandbox are skipped by init.
+pub(crate) fn writable_paths(
+    template: &Path,
+    created: impl IntoIterator<Item = PathBuf>,
+    extra: &[PathBuf],
+) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut add = |p: PathBuf| {
+        let top = p
+            .components()
+            .nth(1)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let never = top.as_deref().is_some_and(|t| NEVER_WRITABLE.contains(&t));
+        if !never && !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    if let Ok(entries) = std::fs::read_dir(template) {
         for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(n) = name.to_str() else { continue };
-            if NEVER_WRITABLE.contains(&n) {
-                continue;
-            }
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                out.push(PathBuf::from("/").join(n));
+                add(Path::new("/").join(e.file_name()));
             }
+        }
+    }
+    for p in ["/tmp", "/home", "/root"] {
+        add(PathBuf::from(p));
+    }
+    for p in created {
+        if let Some(first) = p.components().nth(1) {
+            add(Path::new("/").join(first));
         }
     }
     out.push(PathBuf::from(DEV));
@@ -94,7 +115,10 @@ pub(crate) fn prepare(
         ruleset
             .create()?
             .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))?
-            .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
+            .add_rules(path_beneath_rules(
+                writable.iter().filter(|p| p.exists()),
+                AccessFs::from_all(abi),
+            ))
     };
     build().map(Prepared).map_err(LandlockError)
 }

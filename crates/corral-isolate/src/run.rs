@@ -451,12 +451,19 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             // mount; the margin lets the layer's own cap (ENOSPC) come first there.
             fsize: spec.limits.disk_bytes + FSIZE_MARGIN,
             landlock,
-            extra_writable: spec
-                .mounts
-                .iter()
-                .filter(|m| m.writable)
-                .map(|m| m.target.clone())
-                .collect(),
+            writable: landlock_layer::writable_paths(
+                &spec.rootfs.lower,
+                spec.mounts
+                    .iter()
+                    .map(|m| m.target.clone())
+                    .chain(spec.workdir.clone()),
+                &spec
+                    .mounts
+                    .iter()
+                    .filter(|m| m.writable)
+                    .map(|m| m.target.clone())
+                    .collect::<Vec<_>>(),
+            ),
             seccomp,
         };
         if let Some((cg, l)) = make_cgroup(&probe, spec)? {
