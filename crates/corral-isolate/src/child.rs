@@ -120,10 +120,7 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     let seccomp = &ctx.seccomp;
     let landlock = match ctx.landlock {
         Some((abi, scopes)) => {
-            Some(
-                landlock_layer::prepare(abi, scopes, &ctx.writable)
-                    .map_err(|e| error_chain(&e))?,
-            )
+            Some(landlock_layer::prepare(abi, scopes, &ctx.writable).map_err(|e| error_chain(&e))?)
         }
         None => None,
     };

@@ -91,11 +91,13 @@ pub(crate) enum MountOp {
         upper: PathBuf,
         work: PathBuf,
     },
-    /// Bind `source` onto `root/rel` (mount point created beneath root, no symlinks).
+    /// Bind `source` onto `root/rel` (mount point created beneath root, no symlinks);
+    /// `target` is `root/rel`, joined when the plan is made.
     Bind {
         source: PathBuf,
         root: PathBuf,
         rel: PathBuf,
+        target: PathBuf,
         readonly: bool,
         /// Extra flags for the (re)mount, e.g. nosuid/nodev.
         flags: MsFlags,
@@ -201,6 +203,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
             source: b.source.clone(),
             root: root.clone(),
             rel: rel(&b.target),
+            target: root.join(rel(&b.target)),
             readonly: !b.writable,
             flags: nosuid_nodev,
         });
@@ -274,6 +277,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
         source: s.join("shm"),
         root: dev.clone(),
         rel: PathBuf::from("shm"),
+        target: dev.join("shm"),
         readonly: false,
         flags: nosuid_nodev,
     });
@@ -287,6 +291,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
         source: s.join("tmp"),
         root: root.clone(),
         rel: PathBuf::from("tmp"),
+        target: root.join("tmp"),
         readonly: false,
         flags: nosuid_nodev,
     });
@@ -295,6 +300,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
             source: b.source.clone(),
             root: root.clone(),
             rel: rel(&b.target),
+            target: root.join(rel(&b.target)),
             readonly: !b.writable,
             flags: nosuid_nodev,
         });
@@ -410,10 +416,10 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
             source,
             root,
             rel,
+            target,
             readonly,
             flags,
         } => {
-            let target = root.join(rel);
             let what = || format!("binding {} to /{}", source.display(), rel.display());
             match sys.kind(source) {
                 None => {
@@ -426,13 +432,13 @@ fn apply(op: &MountOp, sys: &mut impl MountSys) -> Result<(), MountError> {
                 Some(false) => sys.touch_beneath(root, rel),
             }
             .map_err(|e| MountError::new(what(), e))?;
-            sys.mount(Some(source), &target, None, MsFlags::MS_BIND, None)
+            sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
                 .map_err(|e| MountError::new(what(), e))?;
             let mut remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | *flags;
             if *readonly {
                 remount |= MsFlags::MS_RDONLY;
             }
-            sys.mount(None, &target, None, remount, None)
+            sys.mount(None, target, None, remount, None)
                 .map_err(|e| MountError::new(what(), e))
         }
         MountOp::Device { source, target } => sys

@@ -31,20 +31,20 @@ impl RealMountSys {
     ) -> io::Result<(OwnedFd, Option<&'a std::ffi::OsStr>)> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut dir = openat(AT_FDCWD, root, flags, Mode::empty()).map_err(io)?;
-        let names: Vec<_> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        let Some((last, parents)) = names.split_last() else {
+        // No allocation here: this runs in the sandbox's init, where fresh writes to
+        // memory shared with corral are copy-on-write faults.
+        let mut names = rel.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        });
+        let Some(mut current) = names.next() else {
             return Ok((dir, None));
         };
-        for name in parents {
-            dir = Self::open_or_create_dir(&dir, name, owner)?;
+        for next in names {
+            dir = Self::open_or_create_dir(&dir, current, owner)?;
+            current = next;
         }
-        Ok((dir, Some(last)))
+        Ok((dir, Some(current)))
     }
 
     fn open_or_create_dir(
