@@ -63,3 +63,27 @@ fn state_and_runtime_dirs_stay_clean() {
     assert_eq!(t.len(), 1, "{t:?}");
     assert!(t[0].starts_with("host-"), "{t:?}");
 }
+
+#[test]
+fn by_default_a_run_leaves_no_cgroup_at_all() {
+    // Without CORRAL_CGROUP_PARENT the sandbox's cgroup is `corral-run-<pid>-<n>` at
+    // each hierarchy's root, and nothing of corral's (no parent either) remains.
+    let env = Env::new();
+    let mut cmd = env.cmd();
+    cmd.env_remove("CORRAL_CGROUP_PARENT")
+        .args(["run", "--", "/bin/sh", "-c", "sleep 1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = Reaper(cmd.spawn().unwrap());
+    let name = format!("corral-run-{}-0", child.0.id());
+    let dirs: Vec<_> = cgroup_roots().into_iter().map(|r| r.join(&name)).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || dirs.iter().all(|d| d.exists())),
+        "the sandbox's cgroup {name} never appeared at the roots"
+    );
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    for d in &dirs {
+        assert!(!d.exists(), "{d:?} stays after the run");
+    }
+}

@@ -20,7 +20,8 @@ mod spec;
 mod supervise;
 
 pub use cgroup::{
-    sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller, RealCgroupFs,
+    run_name, sweep_stale, Cgroup, CgroupError, CgroupFs, CgroupLayout, CgroupStats, Controller,
+    RealCgroupFs,
 };
 pub use run::{run, validate_sandbox_path, RunError, RunOutcome, Termination};
 pub use seccomp::{SeccompError, SeccompFilters};

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
+use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
 use crate::child::{self, ChildCtx};
 use crate::landlock_layer;
 use crate::mounts::{self, PlanInput};
@@ -544,10 +544,10 @@ fn make_cgroup(
             ),
         },
     })?;
-    let name = format!(
-        "run-{}-{}",
+    let name = cgroup::run_name(
+        &spec.cgroup_parent,
         std::process::id(),
-        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
     );
     let cg = Cgroup::create(
         RealCgroupFs,

@@ -183,7 +183,8 @@ pub struct SandboxSpec {
     /// corral's runtime directory on the host (holds a mount point that is only ever
     /// mounted inside sandboxes' own mount namespaces).
     pub runtime_dir: PathBuf,
-    /// Name of corral's parent cgroup (per controller on v1).
+    /// corral's parent cgroup (per controller on v1); empty: sandbox cgroups go directly
+    /// at the hierarchies' roots, so nothing of corral's remains after a run.
     pub cgroup_parent: String,
     /// First host uid/gid of the range mapped into the sandbox.
     pub id_map_base: u32,

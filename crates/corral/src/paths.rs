@@ -17,10 +17,13 @@ pub(crate) fn runtime_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/corral"))
 }
 
-/// Name of corral's parent cgroup. `CORRAL_CGROUP_PARENT` overrides (tests use their
-/// own so they can check for leaks in isolation).
+/// corral's parent cgroup. By default there is none: each sandbox's cgroup
+/// (`corral-run-<pid>-<n>`) sits directly at the hierarchy's root and is removed with
+/// the sandbox, so a finished run leaves no cgroup behind. `CORRAL_CGROUP_PARENT` names
+/// a parent instead (tests use their own to check for leaks in isolation; it is created
+/// on first use and left in place).
 pub(crate) fn cgroup_parent() -> String {
-    std::env::var("CORRAL_CGROUP_PARENT").unwrap_or_else(|_| "corral".to_string())
+    std::env::var("CORRAL_CGROUP_PARENT").unwrap_or_default()
 }
 
 /// First host id mapped into sandboxes: ids 0..65536 inside map to

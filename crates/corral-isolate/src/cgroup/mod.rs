@@ -218,12 +218,20 @@ impl CgroupLayout {
         }
     }
 
-    /// The distinct directories a cgroup named `rel` occupies (one per v1 hierarchy).
+    /// The distinct directories a cgroup named `rel` occupies (one per v1 hierarchy); an
+    /// empty `rel` is the hierarchies' roots.
     fn dirs(&self, rel: &Path) -> Vec<PathBuf> {
+        let at = |m: &Path| {
+            if rel.as_os_str().is_empty() {
+                m.to_path_buf()
+            } else {
+                m.join(rel)
+            }
+        };
         match self {
-            CgroupLayout::V2 { root } => vec![root.join(rel)],
+            CgroupLayout::V2 { root } => vec![at(root)],
             CgroupLayout::V1 { mounts } => {
-                let mut dirs: Vec<PathBuf> = mounts.values().map(|m| m.join(rel)).collect();
+                let mut dirs: Vec<PathBuf> = mounts.values().map(|m| at(m)).collect();
                 dirs.sort();
                 dirs.dedup();
                 dirs
@@ -266,8 +274,9 @@ pub struct Cgroup<F: CgroupFs> {
 }
 
 impl<F: CgroupFs> Cgroup<F> {
-    /// Creates `parent/name` and applies the limits. On any failure everything created
-    /// so far is removed again.
+    /// Creates `parent/name` (`name` at the hierarchies' roots when `parent` is empty)
+    /// and applies the limits. On any failure everything created so far is removed
+    /// again.
     pub fn create(
         fs: F,
         layout: CgroupLayout,
@@ -306,9 +315,11 @@ impl<F: CgroupFs> Cgroup<F> {
         Ok(cg)
     }
 
-    /// Makes sure the parent exists; on v2 also that it delegates the controllers.
+    /// Makes sure the parent exists (a hierarchy's root always does); on v2 also that
+    /// it, and the root above it, delegate the controllers.
     fn prepare_parent(&mut self, parent: &Path) -> Result<(), CgroupError> {
-        for dir in self.layout.dirs(parent) {
+        let at_root = parent.as_os_str().is_empty();
+        for dir in self.layout.dirs(parent).into_iter().filter(|_| !at_root) {
             self.fs.mkdir(&dir).map_err(|source| CgroupError::Io {
                 op: "mkdir",
                 path: dir.clone(),
@@ -318,7 +329,8 @@ impl<F: CgroupFs> Cgroup<F> {
         if let CgroupLayout::V2 { root } = &self.layout {
             // Controllers must be enabled top-down: in the root for the parent, and in
             // the parent for the sandbox cgroups below it.
-            for dir in [root.clone(), root.join(parent)] {
+            let below = (!at_root).then(|| root.join(parent));
+            for dir in std::iter::once(root.clone()).chain(below) {
                 let file = dir.join("cgroup.subtree_control");
                 let enabled = self.fs.read(&file).unwrap_or_default();
                 let missing: Vec<&str> = ["+memory", "+cpu", "+pids"]
@@ -472,12 +484,35 @@ fn remove_dirs<F: CgroupFs>(fs: &F, dirs: &[PathBuf], retry: bool) -> Result<(),
     result
 }
 
+/// The name of a sandbox's cgroup: `run-<pid>-<n>` below a parent of corral's own, and
+/// `corral-run-<pid>-<n>` directly at the hierarchies' roots (the default: nothing of
+/// corral's outlives a run there), where other software's cgroups live too.
+pub fn run_name(parent: &str, pid: u32, n: u32) -> String {
+    format!("{}{pid}-{n}", run_prefix(parent))
+}
+
+fn run_prefix(parent: &str) -> &'static str {
+    if parent.is_empty() {
+        "corral-run-"
+    } else {
+        "run-"
+    }
+}
+
+/// The corral pid encoded in a sandbox cgroup name (see [`run_name`]).
+fn owner_pid(parent: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(run_prefix(parent))?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Removes cgroups left under `parent` by corral processes that no longer exist (a
-/// `kill -9` of corral skips its cleanup). Names are `run-<pid>-<n>`; one whose pid is
-/// alive is left alone. Processes still in a stale cgroup belong to an orphaned
-/// sandbox: `kill` is called with each of their pids (SIGKILL in production). Never
-/// waits: a cgroup that is still busy is left for the next sweep. Returns how many were
-/// removed.
+/// `kill -9` of corral skips its cleanup): those named by [`run_name`] whose pid is not
+/// alive. Processes still in a stale cgroup belong to an orphaned sandbox: `kill` is
+/// called with each of their pids (SIGKILL in production). Never waits: a cgroup that
+/// is still busy is left for the next sweep. Returns how many were removed.
 pub fn sweep_stale<F: CgroupFs>(
     fs: &F,
     layout: &CgroupLayout,
@@ -493,7 +528,7 @@ pub fn sweep_stale<F: CgroupFs>(
         return 0;
     };
     for name in names {
-        let Some(pid) = owner_pid(&name) else {
+        let Some(pid) = owner_pid(parent, &name) else {
             continue;
         };
         if Path::new(&format!("/proc/{pid}")).exists() {
@@ -513,11 +548,6 @@ pub fn sweep_stale<F: CgroupFs>(
         }
     }
     removed
-}
-
-/// The corral pid encoded in a sandbox cgroup name `run-<pid>-<n>`.
-fn owner_pid(name: &str) -> Option<u32> {
-    name.strip_prefix("run-")?.split('-').next()?.parse().ok()
 }
 
 /// Reads `key value` lines (memory.events, cpu.stat, memory.oom_control).

@@ -347,3 +347,62 @@ fn detects_hybrid_and_pure_v2_from_mountinfo() {
     let err = CgroupLayout::from_mountinfo(none).unwrap_err().to_string();
     assert!(err.contains("cpu, pids"), "{err}");
 }
+
+#[test]
+fn without_a_parent_the_sandbox_cgroup_is_all_there_is() {
+    // v1: only the sandbox's own directories are made, and destroy leaves nothing.
+    let fs = FakeFs::default();
+    let name = run_name("", 7, 0);
+    assert_eq!(name, "corral-run-7-0");
+    let cg = Cgroup::create(fs.clone(), v1(), "", &name, &limits()).unwrap();
+    let mkdirs: Vec<String> = fs
+        .log
+        .borrow()
+        .iter()
+        .filter(|l| l.starts_with("mkdir"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        mkdirs,
+        [
+            "mkdir /cg/cpu,cpuacct/corral-run-7-0",
+            "mkdir /cg/memory/corral-run-7-0",
+            "mkdir /cg/pids/corral-run-7-0",
+        ]
+    );
+    cg.destroy().unwrap();
+    assert!(fs.dirs.borrow().is_empty(), "{:?}", fs.dirs.borrow());
+
+    // v2: controllers are enabled in the root only, once.
+    let fs = FakeFs::default();
+    let cg = Cgroup::create(fs.clone(), v2(), "", &name, &limits()).unwrap();
+    let subtree: Vec<String> = fs
+        .log
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("subtree_control"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        subtree,
+        ["write /cg/cgroup.subtree_control +memory +cpu +pids"]
+    );
+    cg.destroy().unwrap();
+    assert!(fs.dirs.borrow().is_empty(), "{:?}", fs.dirs.borrow());
+}
+
+#[test]
+fn sweep_at_the_root_touches_only_corral_names() {
+    let fs = FakeFs::default();
+    for name in ["corral-run-4000000-1", "run-4000000-2", "user.slice"] {
+        fs.dirs.borrow_mut().insert(PathBuf::from("/cg").join(name));
+    }
+    assert_eq!(sweep_stale(&fs, &v2(), "", |_| {}), 1);
+    let dirs = fs.dirs.borrow();
+    assert!(!dirs.contains(Path::new("/cg/corral-run-4000000-1")));
+    assert!(
+        dirs.contains(Path::new("/cg/run-4000000-2")),
+        "not corral's at the root"
+    );
+    assert!(dirs.contains(Path::new("/cg/user.slice")));
+}
