@@ -5,7 +5,7 @@
 //! nothing here may return into the caller's code: every path ends in `_exit`.
 
 use std::ffi::CString;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::sched::{unshare, CloneFlags};
@@ -108,16 +108,16 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     }
     unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
-    // 4. The user namespace comes last, so that every other namespace stays owned by
+    // 3. The user namespace comes last, so that every other namespace stays owned by
     //    the host's: root in the sandbox holds no capability over its mounts, network,
     //    hostname or IPC, and cannot undo anything above.
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating the user namespace: {e}"))?;
     report::send(fd(ctx.report_w), TAG_USERNS, &[]);
-    // While corral writes the id maps: build the Landlock ruleset for the command
-    // (bound to this root's inodes) and blank corral's command line in this copy.
+    // While corral writes the id maps: blank corral's command line in this copy, narrow
+    // the bounding set and build the Landlock ruleset for the command (bound to this
+    // root's inodes).
     scrub_command_line();
     caps::bound_to_with_kill(ctx.user).map_err(|e| format!("dropping the bounding set: {e}"))?;
-    let seccomp = &ctx.seccomp;
     let landlock = match ctx.landlock {
         Some((abi, scopes)) => {
             Some(landlock_layer::prepare(abi, scopes, &ctx.writable).map_err(|e| error_chain(&e))?)
@@ -155,31 +155,26 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // one installed program (installing costs ~1.7 us per instruction). Everything both
     // do from here to the command's execve is on the allowlist.
     caps::set_no_new_privs().map_err(|e| format!("no_new_privs for init: {e}"))?;
-    if let Some(filters) = seccomp {
+    if let Some(filters) = &ctx.seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
     let (child, landlock) = spawn_command(ctx, landlock)?;
     // Init's housekeeping, once the command runs.
-    {
-        {
-            use std::os::fd::AsRawFd;
-            for target in 0..3 {
-                // SAFETY: null is an open fd owned by this process; dup2 onto 0-2
-                // replaces init's inherited stdio.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::dup2(null.as_raw_fd(), target);
-                }
-            }
-            drop(null);
-            // The ruleset belongs to the command; init's copy of its fd goes now, before
-            // close_all_but would close it behind the owner's back.
-            drop(landlock);
-            close_all_but(ctx.report_w);
-            caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
-            Ok(child)
+    for target in 0..3 {
+        // SAFETY: null is an open fd owned by this process; dup2 onto 0-2 replaces
+        // init's inherited stdio.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::dup2(null.as_raw_fd(), target);
         }
     }
+    drop(null);
+    // If the command did not take the ruleset, init's copy of its fd goes now, before
+    // close_all_but would close it behind the owner's back.
+    drop(landlock);
+    close_all_but(ctx.report_w);
+    caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
+    Ok(child)
 }
 
 /// What the command process starts from: a pointer to this is its only argument.

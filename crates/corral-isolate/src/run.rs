@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
@@ -218,16 +218,10 @@ fn validate(spec: &SandboxSpec) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Kernel support for each layer.
-#[derive(Debug, Clone)]
-struct Probe {
-    landlock_abi: i32,
-    /// Whether the cgroups layer is on (the hierarchy is detected after clone).
-    cgroups: bool,
-}
-
-fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
-    let skip = |l| spec.skip_layers.contains(&l);
+/// Checks that the kernel has the Landlock and seccomp layers the spec needs (the
+/// cgroup hierarchy is found in `make_cgroup`) and returns the Landlock ABI.
+fn probe(spec: &SandboxSpec) -> Result<i32, RunError> {
+    let skip = |l| spec.skips(l);
     let landlock_abi = landlock_layer::kernel_abi();
     if landlock_abi < 1 && !skip(Layer::Landlock) {
         return Err(RunError::LayerMissing {
@@ -252,13 +246,7 @@ fn probe(spec: &SandboxSpec) -> Result<Probe, RunError> {
             });
         }
     }
-    // The cgroup hierarchy is detected right after clone, in make_cgroup, while the
-    // sandbox builds its root.
-    let cgroups = !skip(Layer::Cgroups);
-    Ok(Probe {
-        landlock_abi,
-        cgroups,
-    })
+    Ok(landlock_abi)
 }
 
 /// Refuses to fork from a multi-threaded process (the child would inherit locks held by
@@ -336,18 +324,18 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         return Err(RunError::NotRoot);
     }
     ensure_single_threaded()?;
-    let probe = probe(spec)?;
+    let landlock_abi = probe(spec)?;
     // Compiled here, before clone: the sandbox's init then only reads the program
     // (writing fresh memory there would take copy-on-write faults).
-    let seccomp = if spec.skip_layers.contains(&Layer::Seccomp) {
+    let seccomp = if spec.skips(Layer::Seccomp) {
         None
     } else {
         Some(SeccompFilters::compile(spec.user)?)
     };
-    let landlock = (!spec.skip_layers.contains(&Layer::Landlock)).then(|| {
+    let landlock = (!spec.skips(Layer::Landlock)).then(|| {
         (
-            probe.landlock_abi,
-            probe.landlock_abi >= 6 && !spec.skip_layers.contains(&Layer::LandlockScopes),
+            landlock_abi,
+            landlock_abi >= 6 && !spec.skips(Layer::LandlockScopes),
         )
     });
 
@@ -386,8 +374,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         workdir_owner: spec.user.id(),
     });
 
-    // The cgroup is made right after clone, while the sandbox builds its root file
-    // system: the two overlap instead of adding up.
+    // Made just before clone (see make_cgroup); removed after the run on every path.
     let mut cgroup: Option<Cgroup<RealCgroupFs>> = None;
     let mut layout: Option<CgroupLayout> = None;
     let mut stats = CgroupStats::default();
@@ -397,7 +384,14 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
     let stdin_pipe = match spec.stdin {
-        StdinMode::Forward => Some(pipe()?),
+        StdinMode::Forward => {
+            let (r, w) = pipe()?;
+            // corral's end is non-blocking: the supervisor buffers what the command has
+            // not read yet instead of stalling its loop.
+            fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .map_err(io_err("making the stdin pipe non-blocking"))?;
+            Some((r, w))
+        }
         StdinMode::Null => None,
     };
 
@@ -466,7 +460,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             ),
             seccomp,
         };
-        if let Some((cg, l)) = make_cgroup(&probe, spec)? {
+        if let Some((cg, l)) = make_cgroup(spec)? {
             cgroup = Some(cg);
             layout = Some(l);
         }
@@ -523,12 +517,12 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     })
 }
 
-/// Creates this run's cgroup with its limits (None when the layer is skipped).
+/// Creates this run's cgroup with its limits (None when the layer is skipped). Done
+/// before clone: after it, every allocation here would be a copy-on-write fault.
 fn make_cgroup(
-    probe: &Probe,
     spec: &SandboxSpec,
 ) -> Result<Option<(Cgroup<RealCgroupFs>, CgroupLayout)>, RunError> {
-    if !probe.cgroups {
+    if spec.skips(Layer::Cgroups) {
         return Ok(None);
     }
     let layout = CgroupLayout::detect().map_err(|e| RunError::LayerMissing {

@@ -189,3 +189,10 @@ pub struct SandboxSpec {
     /// First host uid/gid of the range mapped into the sandbox.
     pub id_map_base: u32,
 }
+
+impl SandboxSpec {
+    /// Whether the caller turned `layer` off.
+    pub fn skips(&self, layer: Layer) -> bool {
+        self.skip_layers.contains(&layer)
+    }
+}

@@ -6,7 +6,6 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::SignalFd;
@@ -88,15 +87,19 @@ impl Supervisor<'_> {
         let mut status: Option<i32> = None;
         let mut error: Option<String> = None;
         let mut report_open = true;
-        let mut killed: Option<(Termination, Instant)> = None;
+        // Set when corral ends the sandbox itself (timeout, interrupt): the outcome.
+        let mut forced: Option<Termination> = None;
+        // Set when the sandbox is over (forced, or init has exited): from then on only
+        // the output is drained, for at most DRAIN_GRACE.
+        let mut drain_from: Option<Instant> = None;
         let mut forwarded: Option<(i32, Instant)> = None;
         let mut stdin_src_open = self.stdin_w.is_some();
         let mut stdin_buf: Vec<u8> = Vec::new();
 
         while report_open || self.stdout_r.is_some() || self.stderr_r.is_some() {
             let now = Instant::now();
-            let timeout = match killed {
-                Some((_, at)) => {
+            let timeout = match drain_from {
+                Some(at) => {
                     let left = (at + DRAIN_GRACE).saturating_duration_since(now);
                     if left.is_zero() {
                         break;
@@ -106,13 +109,15 @@ impl Supervisor<'_> {
                 None => {
                     if now >= deadline {
                         self.kill_sandbox();
-                        killed = Some((Termination::TimedOut, now));
+                        forced = Some(Termination::TimedOut);
+                        drain_from = Some(now);
                         continue;
                     }
                     match forwarded {
                         Some((sig, grace_end)) if now >= grace_end => {
                             self.kill_sandbox();
-                            killed = Some((Termination::Interrupted(sig), now));
+                            forced = Some(Termination::Interrupted(sig));
+                            drain_from = Some(now);
                             continue;
                         }
                         Some((_, grace_end)) => (deadline - now).min(grace_end - now),
@@ -140,7 +145,7 @@ impl Supervisor<'_> {
             fds.push(PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN));
             which.push(b's');
             let stdin = io::stdin();
-            if stdin_src_open && stdin_buf.is_empty() && killed.is_none() {
+            if stdin_src_open && stdin_buf.is_empty() && drain_from.is_none() {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 which.push(b'i');
             }
@@ -195,7 +200,7 @@ impl Supervisor<'_> {
                     b's' => {
                         if let Ok(Some(info)) = self.sigfd.read_signal() {
                             let sig = info.ssi_signo as i32;
-                            match (forwarded, killed) {
+                            match (forwarded, drain_from) {
                                 (_, Some(_)) => {}
                                 // First signal: the command gets it (through init) and a
                                 // grace period to exit on its own.
@@ -208,8 +213,8 @@ impl Supervisor<'_> {
                                 // A second one: no more waiting.
                                 (Some((first, _)), None) => {
                                     self.kill_sandbox();
-                                    killed =
-                                        Some((Termination::Interrupted(first), Instant::now()));
+                                    forced = Some(Termination::Interrupted(first));
+                                    drain_from = Some(Instant::now());
                                 }
                             }
                         }
@@ -229,7 +234,6 @@ impl Supervisor<'_> {
                     }
                     b'w' => {
                         if let Some(wfd) = &self.stdin_w {
-                            let _ = fcntl(wfd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
                             match nix::unistd::write(wfd, &stdin_buf) {
                                 Ok(n) => {
                                     stdin_buf.drain(..n);
@@ -247,17 +251,14 @@ impl Supervisor<'_> {
                     _ => {}
                 }
             }
-            if !report_open && status.is_none() && error.is_none() && killed.is_none() {
-                // init vanished without a word (e.g. killed from outside).
-                killed = Some((Termination::Signaled(libc::SIGKILL), Instant::now()));
-            }
-            if !report_open && (status.is_some() || error.is_some()) && killed.is_none() {
-                // init has exited; the processes are dead, only drain output.
-                killed = Some((Termination::Exited(0), Instant::now()));
+            if !report_open && drain_from.is_none() {
+                // init has exited (with its report, or without a word if something
+                // killed it): the processes are dead, only the output is left.
+                drain_from = Some(Instant::now());
             }
         }
         let out = std::mem::take(&mut self.out);
-        if let Some((t @ (Termination::TimedOut | Termination::Interrupted(_)), _)) = killed {
+        if let Some(t) = forced {
             return Ok((t, out));
         }
         if let Some(e) = error {
