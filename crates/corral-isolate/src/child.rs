@@ -534,7 +534,6 @@ fn prepare_command(
 
 /// Sets the loopback interface up in the sandbox's new network namespace.
 fn loopback_up() -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,
         nix::sys::socket::SockType::Datagram,
