@@ -5,6 +5,10 @@
 //! by every sandbox.
 
 mod host;
+mod manager;
 mod template;
 
+pub use manager::{
+    ListQuery, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
+};
 pub use template::{resolve_template, TemplateError, TEMPLATE_NAMES};

@@ -1,9 +1,10 @@
 //! The error shape every corral interface uses: `{"error": {"code", "message"}}`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An error response body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// The error.
@@ -11,7 +12,7 @@ pub struct ErrorBody {
 }
 
 /// A machine-readable code and a human message that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable snake_case code, e.g. `invalid_argument`.

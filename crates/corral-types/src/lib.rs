@@ -5,6 +5,7 @@
 //! RFC 3339 `*_at` timestamps, string ids, durations as `*_ms`/`*_s` integers, sizes
 //! as `*_bytes` integers.
 
+pub mod api;
 mod error;
 mod run_result;
 mod units;

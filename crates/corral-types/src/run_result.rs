@@ -1,12 +1,13 @@
 //! The result of running one command in a sandbox (`corral run --json`, and later the
 //! exec API).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What a command did. Exit status rules: the command's own code; 128+N when signal N
 /// killed it; 124 on timeout; 137 when the memory limit killed it; 127 when the command
 /// was not found in the sandbox and 126 when it could not be executed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunResult {
     /// The exit status (see the type's docs).

@@ -1,0 +1,56 @@
+//! What the Manager answers when it cannot do what was asked.
+
+/// A Manager failure. Each kind maps to one HTTP status in corral-server; the message
+/// says what failed and what to do, and never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The request is malformed or names something impossible (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No such sandbox, process, path or snapshot for this tenant (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The sandbox is in the wrong state for this (409), e.g. paused.
+    #[error("{0}")]
+    Conflict(String),
+    /// The tenant's quota would be exceeded (429).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The sandbox's disk (writable layer) is full (507).
+    #[error("{0}")]
+    NoSpace(String),
+    /// The daemon is shutting down or a sandbox stopped responding (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// corral failed (500); logged with its cause.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SandboxError {
+    /// The stable snake_case code of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SandboxError::InvalidRequest(_) => "invalid_argument",
+            SandboxError::NotFound(_) => "not_found",
+            SandboxError::Conflict(_) => "conflict",
+            SandboxError::QuotaExceeded(_) => "quota_exceeded",
+            SandboxError::NoSpace(_) => "no_space",
+            SandboxError::Unavailable(_) => "unavailable",
+            SandboxError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status this maps to.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SandboxError::InvalidRequest(_) => 400,
+            SandboxError::NotFound(_) => 404,
+            SandboxError::Conflict(_) => 409,
+            SandboxError::QuotaExceeded(_) => 429,
+            SandboxError::NoSpace(_) => 507,
+            SandboxError::Unavailable(_) => 503,
+            SandboxError::Internal(_) => 500,
+        }
+    }
+}

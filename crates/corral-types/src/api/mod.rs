@@ -1,0 +1,28 @@
+//! The HTTP API's wire types (`/v1/...`). Handlers parse these, the core executes them;
+//! the OpenAPI document is generated from their JSON Schemas (schemars).
+
+mod exec;
+mod files;
+mod keys;
+mod sandbox;
+mod snapshot;
+
+pub use exec::{
+    ExecEvent, ExecRequest, ExecStream, ProcessInfo, ProcessList, ProcessOutput, ProcessState,
+    RunCodeLanguage, RunCodeRequest, SignalRequest, StdinWriteRequest,
+};
+pub use files::{FileEntry, FileKind, FileList, MkdirRequest, WatchEvent, WatchEventKind};
+pub use keys::{
+    KeyCreateRequest, KeyCreateResponse, KeyInfo, KeyList, Role, Tenant, TenantCreateRequest,
+    TenantList, TenantQuota,
+};
+pub use sandbox::{
+    NetworkMode, NetworkRequest, Resources, ResourcesRequest, Sandbox, SandboxCreateRequest,
+    SandboxList, SandboxState, TimeoutRequest,
+};
+pub use snapshot::{Snapshot, SnapshotList};
+
+/// The default page size of list endpoints, and the largest accepted.
+pub const PAGE_DEFAULT: u32 = 100;
+/// The largest page size a list endpoint accepts.
+pub const PAGE_MAX: u32 = 1000;
