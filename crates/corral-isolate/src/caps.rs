@@ -37,8 +37,14 @@ struct CapData {
     inheritable: u32,
 }
 
-fn mask(caps: &[u32]) -> u64 {
-    caps.iter().fold(0u64, |m, c| m | (1u64 << c))
+pub(crate) const fn mask(caps: &[u32]) -> u64 {
+    let mut m = 0u64;
+    let mut i = 0;
+    while i < caps.len() {
+        m |= 1u64 << caps[i];
+        i += 1;
+    }
+    m
 }
 
 /// Sets effective = permitted = `set`, inheritable = none, for the calling thread.
@@ -112,7 +118,7 @@ fn current_bounding() -> u64 {
 
 /// Drops the bounding set to `keep`, clears ambient capabilities. Needs CAP_SETPCAP.
 /// Only capabilities still in the set are dropped (one prctl each).
-fn bound_to(keep: u64) -> io::Result<()> {
+pub(crate) fn bound_to(keep: u64) -> io::Result<()> {
     bound_from(current_bounding(), keep)
 }
 
@@ -144,15 +150,18 @@ fn bound_from(present: u64, keep: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// In the sandbox's fresh user namespace (full capabilities there, before the id maps
-/// exist): drops the bounding set to what the command keeps plus CAP_KILL, which init
-/// keeps to forward signals. Done while corral writes the maps, so the command process
-/// later only drops CAP_KILL (sandbox user) or nothing (root).
-pub(crate) fn bound_to_with_kill(user: SandboxUser) -> io::Result<()> {
-    bound_to(command_set(user) | mask(&[CAP_KILL]))
-}
+/// The capabilities a session's init keeps (bounding, permitted and effective), all of
+/// them in the sandbox's own user namespace only: exactly sandbox root's set
+/// ([`ROOT_CAPS`]), because init starts processes as sandbox root with that set and as
+/// uid 1000 with none. Among them, CAP_SETUID/CAP_SETGID (switching to the requested
+/// user), CAP_SETPCAP (narrowing the bounding set of a uid 1000 process), CAP_KILL
+/// (signalling and finally killing processes of either user), CAP_CHOWN (giving a pty
+/// to its user). Init itself never resolves a path, so CAP_DAC_OVERRIDE and CAP_FOWNER
+/// are only there to be handed on to sandbox root's processes.
+pub(crate) const SESSION_INIT_CAPS: u64 = mask(ROOT_CAPS);
 
-fn command_set(user: SandboxUser) -> u64 {
+/// The capabilities a command of `user` keeps.
+pub(crate) fn command_set(user: SandboxUser) -> u64 {
     match user {
         SandboxUser::Sandbox => 0,
         SandboxUser::Root => mask(ROOT_CAPS),
@@ -161,11 +170,12 @@ fn command_set(user: SandboxUser) -> u64 {
 
 /// Becomes the sandbox's command identity: gid/uid, supplementary groups cleared,
 /// capabilities reduced. Runs as uid 0 of the sandbox's user namespace.
-pub(crate) fn become_user(user: SandboxUser) -> io::Result<()> {
+/// `bounding` is the bounding set init holds (so only those are dropped, one prctl
+/// each).
+pub(crate) fn become_user(user: SandboxUser, bounding: u64) -> io::Result<()> {
     let id = user.id();
     let keep = command_set(user);
-    // Init already narrowed the bounding set to `keep` + CAP_KILL (bound_to_with_kill).
-    bound_from(keep | mask(&[CAP_KILL]), keep)?;
+    bound_from(bounding, keep)?;
     nix::unistd::setgroups(&[]).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
     let gid = nix::unistd::Gid::from_raw(id);
     let uid = nix::unistd::Uid::from_raw(id);
@@ -177,7 +187,7 @@ pub(crate) fn become_user(user: SandboxUser) -> io::Result<()> {
 }
 
 /// CAP_KILL: init forwards signals to the command, which may run as another uid.
-const CAP_KILL: u32 = 5;
+pub(crate) const CAP_KILL: u32 = 5;
 
 /// Drops every capability of the in-sandbox init but CAP_KILL (of the sandbox's own
 /// user namespace) once the command is started: from then on it only reaps, forwards
@@ -186,6 +196,12 @@ pub(crate) fn drop_to_init_set() -> io::Result<()> {
     let keep = mask(&[CAP_KILL]);
     bound_to(keep)?;
     capset(keep)
+}
+
+/// A session's init, once its setup is done, keeps [`SESSION_INIT_CAPS`] only.
+pub(crate) fn drop_to_session_set() -> io::Result<()> {
+    bound_to(SESSION_INIT_CAPS)?;
+    capset(SESSION_INIT_CAPS)
 }
 
 /// prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant privileges (setuid bits, file

@@ -8,6 +8,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 
+use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
@@ -30,12 +31,36 @@ pub(crate) struct ChildCtx {
     pub report_w: RawFd,
     /// The parent's ends of every pipe, closed first thing in the child.
     pub parent_fds: Vec<RawFd>,
+    pub hostname: String,
+    pub plan: Vec<MountOp>,
+    pub nofile: u64,
+    pub fsize: u64,
+    /// Landlock ABI and whether to scope; None when the layer is skipped.
+    pub landlock: Option<(i32, bool)>,
+    /// Paths the command may write to (Landlock), computed by corral.
+    pub writable: Vec<PathBuf>,
+    /// The compiled seccomp program init installs (None: layer skipped).
+    pub seccomp: Option<SeccompFilters>,
+    /// One command, or a session.
+    pub mode: InitMode,
+}
+
+/// What init does once the sandbox is built.
+#[derive(Debug)]
+pub(crate) enum InitMode {
+    /// Start one command, wait for it, report its status (`corral run`).
+    Run(CommandCtx),
+    /// Serve the ctl protocol ([`crate::start_session`]).
+    Session(crate::agent::SessionCtx),
+}
+
+/// The one command of a run.
+#[derive(Debug)]
+pub(crate) struct CommandCtx {
     /// Command stdin (None: /dev/null), stdout and stderr pipe ends.
     pub stdin_r: Option<RawFd>,
     pub stdout_w: RawFd,
     pub stderr_w: RawFd,
-    pub hostname: String,
-    pub plan: Vec<MountOp>,
     pub user: SandboxUser,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
@@ -44,17 +69,15 @@ pub(crate) struct ChildCtx {
     /// argv[0] as the user typed it, for error messages.
     pub program: String,
     pub workdir: CString,
-    pub nofile: u64,
-    pub fsize: u64,
-    /// Landlock ABI and whether to scope; None when the layer is skipped.
-    pub landlock: Option<(i32, bool)>,
-    /// Paths the command may write to (Landlock), computed by corral.
-    pub writable: Vec<PathBuf>,
-    /// The compiled seccomp program (None: layer skipped).
-    pub seccomp: Option<SeccompFilters>,
 }
 
-fn exit(code: i32) -> ! {
+impl ChildCtx {
+    fn session(&self) -> bool {
+        matches!(self.mode, InitMode::Session(_))
+    }
+}
+
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit ends the process immediately without running the parent's atexit
     // handlers or flushing its stdio buffers, which belong to the corral parent.
     #[allow(unsafe_code)]
@@ -63,7 +86,7 @@ fn exit(code: i32) -> ! {
     }
 }
 
-fn fd(raw: RawFd) -> BorrowedFd<'static> {
+pub(crate) fn fd(raw: RawFd) -> BorrowedFd<'static> {
     // SAFETY: every fd passed here was created by the parent before clone and stays open
     // in this process until it exits (only fds not used afterwards are closed).
     #[allow(unsafe_code)]
@@ -93,14 +116,32 @@ pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
 }
 
 fn setup(ctx: &ChildCtx) -> Result<i32, String> {
-    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    // A session's init outlives the process that starts it: no parent-death signal.
+    if !ctx.session() {
+        caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    }
     // If corral died before the death signal was armed, the read of the sync pipe
     // below sees EOF and the child exits; nothing it made outlives it.
     nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
     loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
     // 1. The root file system, then pivot into it (corral moves us into the cgroup
     //    meanwhile; no sandbox code runs before that is confirmed below).
-    mounts::execute(&ctx.plan, &mut RealMountSys).map_err(|e| error_chain(&e))?;
+    //    A session keeps an O_PATH fd of the overlay's upper dir, opened before the
+    //    pivot (after it, the scratch tmpfs is reachable from no path).
+    let (pivot, before) = ctx.plan.split_last().ok_or("empty mount plan")?;
+    mounts::execute(before, &mut RealMountSys).map_err(|e| error_chain(&e))?;
+    let upper = match &ctx.mode {
+        InitMode::Session(s) => Some(
+            nix::fcntl::open(
+                &s.upper,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("opening the writable layer's upper dir: {e}"))?,
+        ),
+        InitMode::Run(_) => None,
+    };
+    mounts::execute(std::slice::from_ref(pivot), &mut RealMountSys).map_err(|e| error_chain(&e))?;
     // 2. corral has put us in the cgroup (EOF: corral is gone, give up quietly); our
     //    cgroup becomes the root of our cgroup view.
     if !read_byte(ctx.p2c_r) {
@@ -117,11 +158,14 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     // the bounding set and build the Landlock ruleset for the command (bound to this
     // root's inodes).
     scrub_command_line();
-    caps::bound_to_with_kill(ctx.user).map_err(|e| format!("dropping the bounding set: {e}"))?;
+    caps::bound_to(init_caps(ctx)).map_err(|e| format!("dropping the bounding set: {e}"))?;
     let landlock = match ctx.landlock {
-        Some((abi, scopes)) => {
-            Some(landlock_layer::prepare(abi, scopes, &ctx.writable).map_err(|e| error_chain(&e))?)
-        }
+        Some((abi, scopes)) => Some(
+            landlock_layer::prepare(abi, scopes, &ctx.writable)
+                .map_err(|e| error_chain(&e))?
+                .into_fd()
+                .ok_or("Landlock ruleset without a file descriptor")?,
+        ),
         None => None,
     };
     if !read_byte(ctx.p2c_r) {
@@ -136,9 +180,11 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     caps::set_not_dumpable().map_err(|e| format!("making init non-dumpable: {e}"))?;
     // Changing credentials cleared the parent-death signal: arm it again, then make
     // sure corral did not die in between (its end of the sync pipe would be closed).
-    caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
-    if parent_gone(ctx.p2c_r) {
-        exit(125);
+    if !ctx.session() {
+        caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;
+        if parent_gone(ctx.p2c_r) {
+            exit(125);
+        }
     }
     // Init holds nothing of the caller's: its stdio becomes /dev/null.
     let null = nix::fcntl::open(
@@ -158,7 +204,23 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
     if let Some(filters) = &ctx.seccomp {
         filters.apply().map_err(|e| error_chain(&e))?;
     }
-    let (child, landlock) = spawn_command(ctx, landlock)?;
+    let cmd = match &ctx.mode {
+        InitMode::Run(cmd) => cmd,
+        InitMode::Session(session) => {
+            for target in 0..3 {
+                // SAFETY: null is an open fd owned by this process; dup2 onto 0-2
+                // replaces init's inherited stdio.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::dup2(null.as_raw_fd(), target);
+                }
+            }
+            drop(null);
+            let upper = upper.ok_or("the upper dir was not opened")?;
+            crate::agent::serve(ctx, session, landlock, upper)
+        }
+    };
+    let child = spawn_command(ctx, cmd, landlock.as_ref().map(|l| l.as_raw_fd()))?;
     // Init's housekeeping, once the command runs.
     for target in 0..3 {
         // SAFETY: null is an open fd owned by this process; dup2 onto 0-2 replaces
@@ -169,38 +231,43 @@ fn setup(ctx: &ChildCtx) -> Result<i32, String> {
         }
     }
     drop(null);
-    // If the command did not take the ruleset, init's copy of its fd goes now, before
-    // close_all_but would close it behind the owner's back.
     drop(landlock);
-    close_all_but(ctx.report_w);
+    drop(upper);
+    close_all_except(&mut [ctx.report_w]);
     caps::drop_to_init_set().map_err(|e| format!("dropping init's capabilities: {e}"))?;
     Ok(child)
 }
 
-/// What the command process starts from: a pointer to this is its only argument.
-struct SpawnArg<'a> {
-    ctx: &'a ChildCtx,
-    landlock: Option<landlock_layer::Prepared>,
+/// The bounding set init keeps: the command's set plus CAP_KILL for a run; for a
+/// session, sandbox root's set (it starts processes as either user).
+fn init_caps(ctx: &ChildCtx) -> u64 {
+    match &ctx.mode {
+        InitMode::Run(cmd) => caps::command_set(cmd.user) | caps::mask(&[caps::CAP_KILL]),
+        InitMode::Session(_) => caps::SESSION_INIT_CAPS,
+    }
 }
 
-extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the SpawnArg in spawn_command's frame. CLONE_VFORK keeps init
+extern "C" fn clone_entry<F: FnMut() -> libc::c_int>(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the closure in clone_vfork's frame. CLONE_VFORK keeps the caller
     // suspended until this process execs or exits, so nothing else touches it (or any
-    // of the memory this process shares with init) meanwhile.
+    // of the memory this process shares with the caller) meanwhile.
     #[allow(unsafe_code)]
-    let arg = unsafe { &mut *(arg as *mut SpawnArg<'_>) };
-    command_main(arg.ctx, arg.landlock.take())
+    let f = unsafe { &mut *(arg as *mut F) };
+    f()
 }
 
-/// Starts the command process with clone(CLONE_VM | CLONE_VFORK) on a stack of its own:
-/// no page tables are copied and no copy-on-write faults follow (init's memory is a
-/// copy of corral's), and init sleeps until the command has exec'd, so the command
-/// runs first. Returns its pid and whatever of `landlock` it did not take.
-fn spawn_command(
-    ctx: &ChildCtx,
-    landlock: Option<landlock_layer::Prepared>,
-) -> Result<(i32, Option<landlock_layer::Prepared>), String> {
-    const STACK: usize = 1 << 20;
+/// Starts a process with clone(CLONE_VM | CLONE_VFORK | `extra`) on a stack of its
+/// own: no page tables are copied and no copy-on-write faults follow, and the caller
+/// sleeps until the child has exec'd or exited, so the child runs first and may write
+/// results into the caller's memory. `f` must exec or `_exit`; it never returns into
+/// the caller's code. Returns the child's pid.
+pub(crate) fn clone_vfork<F: FnMut() -> libc::c_int>(
+    extra: libc::c_int,
+    f: &mut F,
+) -> std::io::Result<i32> {
+    // Large enough for the file operations' directory walks; untouched pages cost
+    // nothing.
+    const STACK: usize = 8 << 20;
     const GUARD: usize = 1 << 16;
     // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
     #[allow(unsafe_code)]
@@ -209,16 +276,13 @@ fn spawn_command(
             std::ptr::null_mut(),
             STACK,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
             -1,
             0,
         )
     };
     if base == libc::MAP_FAILED {
-        return Err(format!(
-            "allocating the command's stack: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the lowest GUARD bytes of the mapping made above become inaccessible, so
     // a stack overflow faults instead of writing below the stack.
@@ -226,17 +290,16 @@ fn spawn_command(
     unsafe {
         libc::mprotect(base, GUARD, libc::PROT_NONE);
     }
-    let mut arg = SpawnArg { ctx, landlock };
-    // SAFETY: the child runs command_entry on its own stack (the top of the mapping,
-    // 16-byte aligned), shares memory with this suspended process (CLONE_VFORK) and never
-    // returns: it execs or _exits. `arg` outlives the call.
+    // SAFETY: the child runs clone_entry on its own stack (the top of the mapping,
+    // 16-byte aligned), shares memory with this suspended process (CLONE_VFORK) and
+    // never returns into it: `f` execs or _exits. `f` outlives the call.
     #[allow(unsafe_code)]
     let pid = unsafe {
         libc::clone(
-            command_entry,
+            clone_entry::<F>,
             (base as *mut u8).add(STACK) as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &mut arg as *mut SpawnArg<'_> as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | extra,
+            f as *mut F as *mut libc::c_void,
         )
     };
     let err = std::io::Error::last_os_error();
@@ -247,9 +310,15 @@ fn spawn_command(
         libc::munmap(base, STACK);
     }
     if pid < 0 {
-        return Err(format!("starting the command: {err}"));
+        return Err(err);
     }
-    Ok((pid, arg.landlock))
+    Ok(pid)
+}
+
+/// Starts the command process (see [`clone_vfork`]).
+fn spawn_command(ctx: &ChildCtx, cmd: &CommandCtx, landlock: Option<RawFd>) -> Result<i32, String> {
+    clone_vfork(0, &mut || command_main(ctx, cmd, landlock))
+        .map_err(|e| format!("starting the command: {e}"))
 }
 
 /// Whether corral has gone away: its end of the sync pipe is closed.
@@ -311,16 +380,25 @@ fn scrub_command_line() {
     }
 }
 
-/// Closes every fd from 3 up except `keep`.
-fn close_all_but(keep: RawFd) {
-    // SAFETY: close_range only closes descriptors of this process; the ranges exclude
-    // 0-2 and `keep`, the only ones used afterwards.
+/// Closes every fd from 3 up except those in `keep`.
+pub(crate) fn close_all_except(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut from: RawFd = 3;
+    for &k in keep.iter().filter(|&&k| k >= 3) {
+        if k > from {
+            // SAFETY: close_range only closes descriptors of this process; the range
+            // lies between two descriptors that are kept.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::syscall(libc::SYS_close_range, from as u32, (k - 1) as u32, 0u32);
+            }
+        }
+        from = k + 1;
+    }
+    // SAFETY: as above, from the last kept descriptor up.
     #[allow(unsafe_code)]
     unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32);
     }
 }
 
@@ -422,15 +500,26 @@ fn init_loop(ctx: &ChildCtx, cmd_pid: i32) -> ! {
 }
 
 /// The command process: from here to execve every step narrows what it can do.
-fn command_main(ctx: &ChildCtx, landlock: Option<landlock_layer::Prepared>) -> ! {
-    if let Err(msg) = prepare_command(ctx, landlock) {
+fn command_main(ctx: &ChildCtx, cmd: &CommandCtx, landlock: Option<RawFd>) -> ! {
+    if let Err((_, msg)) = prepare_command(ctx, cmd, landlock) {
         report::send(fd(ctx.report_w), report::TAG_ERROR, msg.as_bytes());
         exit(125);
     }
+    exec_command(&cmd.exec_candidates, &cmd.argv, &cmd.envp, &cmd.program)
+}
+
+/// Tries each candidate path; if none can be executed, says why on stderr (fd 2) and
+/// exits 127 (not found) or 126 (not executable), as a shell does.
+pub(crate) fn exec_command(
+    candidates: &[CString],
+    argv: &[CString],
+    envp: &[CString],
+    program: &str,
+) -> ! {
     let mut last = nix::errno::Errno::ENOENT;
     let mut denied = false;
-    for path in &ctx.exec_candidates {
-        let Err(e) = execve(path, &ctx.argv, &ctx.envp);
+    for path in candidates {
+        let Err(e) = execve(path, argv, envp);
         match e {
             nix::errno::Errno::EACCES => denied = true,
             nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {}
@@ -440,36 +529,42 @@ fn command_main(ctx: &ChildCtx, landlock: Option<landlock_layer::Prepared>) -> !
     let (code, msg) = if last != nix::errno::Errno::ENOENT {
         (
             126,
-            format!("corral: cannot execute {}: {}\n", ctx.program, last.desc()),
+            format!("corral: cannot execute {program}: {}\n", last.desc()),
         )
     } else if denied {
         (
             126,
-            format!(
-                "corral: cannot execute {}: permission denied\n",
-                ctx.program
-            ),
+            format!("corral: cannot execute {program}: permission denied\n"),
         )
     } else {
         (
             127,
-            format!(
-                "corral: command not found in the sandbox: {}\n",
-                ctx.program
-            ),
+            format!("corral: command not found in the sandbox: {program}\n"),
         )
     };
     let _ = nix::unistd::write(fd(2), msg.as_bytes());
     exit(code)
 }
 
+/// A setup step that failed in a process init starts: errno (0 if none) and message.
+pub(crate) type SetupError = (i32, String);
+
+fn step(what: &'static str) -> impl Fn(nix::errno::Errno) -> SetupError {
+    move |e| (e as i32, format!("{what}: {e}"))
+}
+
+fn step_io(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
+    move |e| (e.raw_os_error().unwrap_or(0), format!("{what}: {e}"))
+}
+
 fn prepare_command(
     ctx: &ChildCtx,
-    landlock: Option<landlock_layer::Prepared>,
-) -> Result<(), String> {
-    setsid().map_err(|e| format!("setsid: {e}"))?;
+    cmd: &CommandCtx,
+    landlock: Option<RawFd>,
+) -> Result<(), SetupError> {
+    setsid().map_err(step("setsid"))?;
     // stdio: pipes to corral (never the caller's own fds: no host terminal reaches in).
-    let stdin = match ctx.stdin_r {
+    let stdin = match cmd.stdin_r {
         Some(r) => r,
         None => {
             use std::os::fd::IntoRawFd;
@@ -478,46 +573,45 @@ fn prepare_command(
                 nix::fcntl::OFlag::O_RDONLY,
                 nix::sys::stat::Mode::empty(),
             )
-            .map_err(|e| format!("opening /dev/null: {e}"))?
+            .map_err(step("opening /dev/null"))?
             .into_raw_fd()
         }
     };
-    for (from, to) in [(stdin, 0), (ctx.stdout_w, 1), (ctx.stderr_w, 2)] {
-        // SAFETY: `from` is an fd this process owns (inherited pipe end or just opened);
-        // dup2 onto 0-2 replaces them as intended.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::dup2(from, to) };
-        if rc < 0 {
-            return Err(format!("dup2: {}", std::io::Error::last_os_error()));
-        }
-    }
-    // Signals: default dispositions, nothing blocked. execve resets handled signals
-    // but keeps ignored ones (corral ignores SIGPIPE; its caller may ignore others, e.g.
-    // under nohup), so every one is reset: the command always starts the same way.
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
-            #[allow(unsafe_code)]
-            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
-        }
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
-    // Under memory pressure the OOM killer takes the command's processes, never init.
-    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
-    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
-    setrlimit(Resource::RLIMIT_NOFILE, ctx.nofile, ctx.nofile)
-        .map_err(|e| format!("RLIMIT_NOFILE: {e}"))?;
-    setrlimit(Resource::RLIMIT_FSIZE, ctx.fsize, ctx.fsize)
-        .map_err(|e| format!("RLIMIT_FSIZE: {e}"))?;
-    caps::become_user(ctx.user).map_err(|e| format!("dropping privileges: {e}"))?;
-    chdir(ctx.workdir.as_c_str())
-        .map_err(|e| format!("working directory {}: {e}", ctx.workdir.to_string_lossy()))?;
-    caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    if let Some(ruleset) = landlock {
-        ruleset.restrict_self().map_err(|e| error_chain(&e))?;
-    }
+    dup_stdio([stdin, cmd.stdout_w, cmd.stderr_w])?;
+    reset_signals()?;
+    confine(
+        &Confine {
+            user: cmd.user,
+            bounding: init_caps(ctx),
+            nofile: ctx.nofile,
+            fsize: ctx.fsize,
+            landlock,
+            seccomp: None,
+        },
+        Some(&cmd.workdir),
+    )?;
     // Everything but 0-2 is closed at execve (the report pipe stays usable until then).
+    cloexec_from_3();
+    // The seccomp filter was installed by init before the fork and is inherited.
+    Ok(())
+}
+
+/// dup2s the three fds onto 0, 1 and 2.
+pub(crate) fn dup_stdio(fds: [RawFd; 3]) -> Result<(), SetupError> {
+    for (to, from) in fds.into_iter().enumerate() {
+        // SAFETY: `from` is an fd this process owns (inherited or just opened); dup2
+        // onto 0-2 replaces them as intended.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::dup2(from, to as RawFd) };
+        if rc < 0 {
+            return Err(step_io("dup2")(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd from 3 up close-on-exec.
+pub(crate) fn cloexec_from_3() {
     // SAFETY: marks descriptors of this process close-on-exec; nothing is closed now.
     #[allow(unsafe_code)]
     unsafe {
@@ -528,7 +622,62 @@ fn prepare_command(
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
-    // The seccomp filter was installed by init before the fork and is inherited.
+}
+
+/// Signals: default dispositions, nothing blocked. execve resets handled signals but
+/// keeps ignored ones (corral ignores SIGPIPE; its caller may ignore others, e.g. under
+/// nohup), so every one is reset: a command always starts the same way.
+pub(crate) fn reset_signals() -> Result<(), SetupError> {
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: SIG_DFL installs no Rust handler; resetting is always sound.
+            #[allow(unsafe_code)]
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(step("sigprocmask"))
+}
+
+/// How a process that init starts is confined: a run's command, a session's exec and
+/// file operations alike.
+pub(crate) struct Confine<'a> {
+    pub user: SandboxUser,
+    /// The bounding set init holds, which become_user narrows.
+    pub bounding: u64,
+    pub nofile: u64,
+    pub fsize: u64,
+    /// The Landlock ruleset init prepared (None: layer skipped).
+    pub landlock: Option<RawFd>,
+    /// A further seccomp filter for this user, stacked on init's (a session's init
+    /// holds sandbox root's filter; the uid 1000 user's adds its refusals).
+    pub seccomp: Option<&'a SeccompFilters>,
+}
+
+/// Becomes `c.user` with the command's limits, capabilities, working directory,
+/// Landlock domain and seccomp filter.
+pub(crate) fn confine(c: &Confine<'_>, workdir: Option<&std::ffi::CStr>) -> Result<(), SetupError> {
+    // Under memory pressure the OOM killer takes the command's processes, never init.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(step("RLIMIT_CORE"))?;
+    setrlimit(Resource::RLIMIT_NOFILE, c.nofile, c.nofile).map_err(step("RLIMIT_NOFILE"))?;
+    setrlimit(Resource::RLIMIT_FSIZE, c.fsize, c.fsize).map_err(step("RLIMIT_FSIZE"))?;
+    caps::become_user(c.user, c.bounding).map_err(step_io("dropping privileges"))?;
+    if let Some(dir) = workdir {
+        chdir(dir).map_err(|e| {
+            (
+                e as i32,
+                format!("working directory {}: {e}", dir.to_string_lossy()),
+            )
+        })?;
+    }
+    caps::set_no_new_privs().map_err(step_io("no_new_privs"))?;
+    if let Some(ruleset) = c.landlock {
+        landlock_layer::restrict_fd(ruleset).map_err(step_io("applying the Landlock ruleset"))?;
+    }
+    if let Some(filter) = c.seccomp {
+        filter.apply().map_err(|e| (libc::EPERM, error_chain(&e)))?;
+    }
     Ok(())
 }
 

@@ -124,9 +124,21 @@ pub(crate) fn prepare(
 }
 
 impl Prepared {
-    /// Enforces the ruleset on the calling thread and everything it executes (also sets
-    /// no_new_privs).
-    pub(crate) fn restrict_self(self) -> Result<(), LandlockError> {
-        self.0.restrict_self().map(drop).map_err(LandlockError)
+    /// The ruleset's fd, for processes that enforce it with [`restrict_fd`] (a
+    /// session's init keeps one ruleset for every process it starts).
+    pub(crate) fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
+        self.0.into()
+    }
+}
+
+/// Enforces the ruleset `fd` on the calling thread (no_new_privs must already be set).
+pub(crate) fn restrict_fd(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: landlock_restrict_self takes an fd and flags; no memory is passed.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

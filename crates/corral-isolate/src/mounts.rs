@@ -128,6 +128,8 @@ pub(crate) struct PlanInput<'a> {
     pub scratch: &'a Path,
     /// Template root (overlay lower).
     pub lower: &'a Path,
+    /// Read-only layers above `lower`, topmost first (snapshots).
+    pub layers: &'a [PathBuf],
     /// Template binds (read-only host dirs such as /usr).
     pub template_binds: &'a [Bind],
     /// User binds.
@@ -192,9 +194,17 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
         mode: 0o700,
         owner: (host(0), host(0)),
     });
+    // overlayfs lists lower layers topmost first, separated by ':'.
+    let lower = input
+        .layers
+        .iter()
+        .map(|l| l.as_os_str())
+        .chain(std::iter::once(input.lower.as_os_str()))
+        .collect::<Vec<_>>()
+        .join(std::ffi::OsStr::new(":"));
     ops.push(MountOp::Overlay {
         target: root.clone(),
-        lower: input.lower.to_path_buf(),
+        lower: PathBuf::from(lower),
         upper: s.join("upper"),
         work: s.join("work"),
     });
@@ -635,6 +645,7 @@ mod tests {
         PlanInput {
             scratch: Path::new("/run/c/mnt"),
             lower: Path::new("/t/host"),
+            layers: &[],
             template_binds: tmpl,
             user_binds: user,
             disk_bytes: 1 << 20,

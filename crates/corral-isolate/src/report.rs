@@ -10,6 +10,8 @@ pub(crate) const TAG_USERNS: u8 = b'U';
 pub(crate) const TAG_ERROR: u8 = b'E';
 /// The command ended; payload is its wait status (i32, little endian).
 pub(crate) const TAG_STATUS: u8 = b'S';
+/// A session's init is serving its control socket.
+pub(crate) const TAG_READY: u8 = b'R';
 
 /// Largest payload (keeps a frame below PIPE_BUF so the write is atomic).
 const MAX_PAYLOAD: usize = 4000;
@@ -30,6 +32,7 @@ pub(crate) enum Frame {
     Userns,
     Error(String),
     Status(i32),
+    Ready,
 }
 
 /// Accumulates bytes and yields complete frames.
@@ -57,6 +60,7 @@ impl Decoder {
         self.buf.drain(..3 + len);
         Some(match tag {
             TAG_USERNS => Frame::Userns,
+            TAG_READY => Frame::Ready,
             TAG_STATUS if payload.len() == 4 => Frame::Status(i32::from_le_bytes([
                 payload[0], payload[1], payload[2], payload[3],
             ])),

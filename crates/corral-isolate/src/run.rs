@@ -14,12 +14,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::cgroup::{self, Cgroup, CgroupError, CgroupLayout, CgroupStats, RealCgroupFs};
-use crate::child::{self, ChildCtx};
-use crate::landlock_layer;
-use crate::mounts::{self, PlanInput};
+use crate::child::{ChildCtx, CommandCtx, InitMode};
+use crate::prepare::{self, ensure_single_threaded};
 use crate::report::Decoder;
 use crate::seccomp::{SeccompError, SeccompFilters};
-use crate::spec::{Layer, SandboxSpec, SandboxUser, StdinMode, ID_MAP_LEN};
+use crate::spec::{Layer, SandboxSpec, SandboxUser, StdinMode};
 use crate::supervise::{Captured, Supervisor};
 
 /// How the command ended.
@@ -160,32 +159,6 @@ fn validate(spec: &SandboxSpec) -> Result<(), RunError> {
     if let Some(w) = &spec.workdir {
         validate_sandbox_path(w, "--workdir")?;
     }
-    for m in &spec.mounts {
-        validate_sandbox_path(&m.target, "mount target")?;
-        let top = m.target.components().nth(1);
-        let reserved = ["proc", "dev", "sys", "usr"];
-        match top {
-            None => {
-                return Err(RunError::InvalidSpec(
-                    "a mount cannot replace the sandbox root /; mount below it, e.g. /work".into(),
-                ))
-            }
-            Some(Component::Normal(n)) if reserved.iter().any(|r| n == *r) => {
-                return Err(RunError::InvalidSpec(format!(
-                    "mount target {} is inside /{}, which corral manages; choose another path such as /mnt/...",
-                    m.target.display(),
-                    n.to_string_lossy()
-                )))
-            }
-            _ => {}
-        }
-        if !m.source.is_absolute() || !m.source.exists() {
-            return Err(RunError::InvalidSpec(format!(
-                "mount source {} does not exist on the host; give an existing absolute path",
-                m.source.display()
-            )));
-        }
-    }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(RunError::InvalidSpec(format!(
@@ -193,83 +166,10 @@ fn validate(spec: &SandboxSpec) -> Result<(), RunError> {
             )));
         }
     }
-    if spec.limits.memory_bytes < (4 << 20) {
-        return Err(RunError::InvalidSpec(
-            "--memory must be at least 4M for a process to start".into(),
-        ));
-    }
-    if spec.limits.disk_bytes < (1 << 20) {
-        return Err(RunError::InvalidSpec("--disk must be at least 1M".into()));
-    }
-    if spec.limits.cpu_millis < 10 {
-        return Err(RunError::InvalidSpec("--cpus must be at least 0.01".into()));
-    }
-    if spec.limits.pids < 2 {
-        return Err(RunError::InvalidSpec(
-            "--pids must be at least 2 (init and the command)".into(),
-        ));
-    }
-    let base = spec.id_map_base as u64;
-    if base == 0 || base + ID_MAP_LEN as u64 > u32::MAX as u64 {
-        return Err(RunError::InvalidSpec(
-            "the uid map base must be above 0 and leave room for 65536 ids".into(),
-        ));
-    }
-    Ok(())
+    crate::prepare::validate_box(&spec.view())
 }
 
-/// Checks that the kernel has the Landlock and seccomp layers the spec needs (the
-/// cgroup hierarchy is found in `make_cgroup`) and returns the Landlock ABI.
-fn probe(spec: &SandboxSpec) -> Result<i32, RunError> {
-    let skip = |l| spec.skips(l);
-    let landlock_abi = landlock_layer::kernel_abi();
-    if landlock_abi < 1 && !skip(Layer::Landlock) {
-        return Err(RunError::LayerMissing {
-            layer: Layer::Landlock,
-            what: "Landlock (needs Linux >= 5.13 with landlock in the lsm= list)".into(),
-        });
-    }
-    if landlock_abi < 6 && !skip(Layer::Landlock) && !skip(Layer::LandlockScopes) {
-        return Err(RunError::LayerMissing {
-            layer: Layer::LandlockScopes,
-            what: format!("Landlock scoping (needs Landlock ABI 6, kernel has ABI {landlock_abi})"),
-        });
-    }
-    if !skip(Layer::Seccomp) {
-        // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-        if rc < 0 {
-            return Err(RunError::LayerMissing {
-                layer: Layer::Seccomp,
-                what: "seccomp filtering (CONFIG_SECCOMP_FILTER)".into(),
-            });
-        }
-    }
-    Ok(landlock_abi)
-}
-
-/// Refuses to fork from a multi-threaded process (the child would inherit locks held by
-/// threads that do not exist in it).
-fn ensure_single_threaded() -> Result<(), RunError> {
-    let stat = crate::procfs::read_small("/proc/self/stat").map_err(|source| RunError::Io {
-        what: "reading /proc/self/stat".into(),
-        source,
-    })?;
-    // Field 20 (num_threads), counted after the ")" that ends the command name.
-    let threads = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .and_then(|n| n.parse::<u32>().ok());
-    match threads {
-        Some(1) => Ok(()),
-        _ => Err(RunError::InvalidSpec(
-            "corral_isolate::run must be called from a single-threaded process".into(),
-        )),
-    }
-}
-
-fn cstring(s: &str, what: &str) -> Result<CString, RunError> {
+pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, RunError> {
     CString::new(s).map_err(|_| RunError::InvalidSpec(format!("{what} contains a NUL byte")))
 }
 
@@ -296,7 +196,10 @@ fn environment(spec: &SandboxSpec) -> Vec<(String, String)> {
     env
 }
 
-fn exec_candidates(program: &str, env: &[(String, String)]) -> Result<Vec<CString>, RunError> {
+pub(crate) fn exec_candidates(
+    program: &str,
+    env: &[(String, String)],
+) -> Result<Vec<CString>, RunError> {
     if program.contains('/') {
         return Ok(vec![cstring(program, "the command")?]);
     }
@@ -312,7 +215,7 @@ fn exec_candidates(program: &str, env: &[(String, String)]) -> Result<Vec<CStrin
         .collect()
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_err("creating a pipe"))
 }
 
@@ -324,7 +227,8 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         return Err(RunError::NotRoot);
     }
     ensure_single_threaded()?;
-    let landlock_abi = probe(spec)?;
+    let view = spec.view();
+    let landlock_abi = prepare::probe(&view)?;
     // Compiled here, before clone: the sandbox's init then only reads the program
     // (writing fresh memory there would take copy-on-write faults).
     let seccomp = if spec.skips(Layer::Seccomp) {
@@ -332,12 +236,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     } else {
         Some(SeccompFilters::compile(spec.user)?)
     };
-    let landlock = (!spec.skips(Layer::Landlock)).then(|| {
-        (
-            landlock_abi,
-            landlock_abi >= 6 && !spec.skips(Layer::LandlockScopes),
-        )
-    });
+    let landlock = prepare::landlock_params(&view, landlock_abi);
 
     let env = environment(spec);
     let envp = env
@@ -356,23 +255,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         .unwrap_or_else(|| PathBuf::from(spec.user.home()));
     let workdir_c = cstring(&workdir.to_string_lossy(), "--workdir")?;
 
-    // The scratch mount point: a directory on the host that is only ever mounted on
-    // inside sandboxes' private mount namespaces, so it never holds anything.
-    let scratch = spec.runtime_dir.join("mnt");
-    std::fs::create_dir_all(&scratch).map_err(|source| RunError::Io {
-        what: format!("creating corral's runtime directory {}", scratch.display()),
-        source,
-    })?;
-    let plan = mounts::plan(&PlanInput {
-        scratch: &scratch,
-        lower: &spec.rootfs.lower,
-        template_binds: &spec.rootfs.ro_binds,
-        user_binds: &spec.mounts,
-        disk_bytes: spec.limits.disk_bytes,
-        id_base: spec.id_map_base,
-        workdir: spec.workdir.as_deref(),
-        workdir_owner: spec.user.id(),
-    });
+    let (_, plan) = prepare::mount_plan(&view, spec.workdir.as_deref(), spec.user.id())?;
 
     // Made just before clone (see make_cgroup); removed after the run on every path.
     let mut cgroup: Option<Cgroup<RealCgroupFs>> = None;
@@ -429,43 +312,38 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             p2c_r: p2c_r.as_raw_fd(),
             report_w: report_w.as_raw_fd(),
             parent_fds,
-            stdin_r: stdin_pipe.as_ref().map(|(r, _)| r.as_raw_fd()),
-            stdout_w: stdout_w.as_raw_fd(),
-            stderr_w: stderr_w.as_raw_fd(),
             hostname: spec.hostname.clone(),
             plan,
-            user: spec.user,
-            argv,
-            envp,
-            exec_candidates,
-            program: spec.argv[0].clone(),
-            workdir: workdir_c,
             nofile: spec.limits.nofile,
             // No single file may outgrow the writable layer, here or on a :rw host
             // mount; the margin lets the layer's own cap (ENOSPC) come first there.
             fsize: spec.limits.disk_bytes + FSIZE_MARGIN,
             landlock,
-            writable: landlock_layer::writable_paths(
-                &spec.rootfs.lower,
-                spec.mounts
-                    .iter()
-                    .map(|m| m.target.clone())
-                    .chain(spec.workdir.clone()),
-                &spec
-                    .mounts
-                    .iter()
-                    .filter(|m| m.writable)
-                    .map(|m| m.target.clone())
-                    .collect::<Vec<_>>(),
-            ),
+            writable: prepare::writable(&view, spec.workdir.as_deref()),
             seccomp,
+            mode: InitMode::Run(CommandCtx {
+                stdin_r: stdin_pipe.as_ref().map(|(r, _)| r.as_raw_fd()),
+                stdout_w: stdout_w.as_raw_fd(),
+                stderr_w: stderr_w.as_raw_fd(),
+                user: spec.user,
+                argv,
+                envp,
+                exec_candidates,
+                program: spec.argv[0].clone(),
+                workdir: workdir_c,
+            }),
         };
-        if let Some((cg, l)) = make_cgroup(spec)? {
+        let name = cgroup::run_name(
+            &spec.cgroup_parent,
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
+        );
+        if let Some((cg, l)) = prepare::make_cgroup(&view, &name)? {
             cgroup = Some(cg);
             layout = Some(l);
         }
         let started = Instant::now();
-        let pid = clone_sandbox(ctx)?;
+        let pid = prepare::clone_sandbox(ctx)?;
         // The parent keeps only its own ends.
         drop(p2c_r);
         drop(report_w);
@@ -517,42 +395,6 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
     })
 }
 
-/// Creates this run's cgroup with its limits (None when the layer is skipped). Done
-/// before clone: after it, every allocation here would be a copy-on-write fault.
-fn make_cgroup(
-    spec: &SandboxSpec,
-) -> Result<Option<(Cgroup<RealCgroupFs>, CgroupLayout)>, RunError> {
-    if spec.skips(Layer::Cgroups) {
-        return Ok(None);
-    }
-    let layout = CgroupLayout::detect().map_err(|e| RunError::LayerMissing {
-        layer: Layer::Cgroups,
-        what: match e {
-            CgroupError::Unavailable(reason) => format!(
-                "a usable cgroup hierarchy ({reason}; mount cgroup2 at /sys/fs/cgroup, \
-                 or the v1 memory, cpu and pids controllers)"
-            ),
-            other => format!(
-                "a readable cgroup hierarchy ({})",
-                crate::error_chain(&other)
-            ),
-        },
-    })?;
-    let name = cgroup::run_name(
-        &spec.cgroup_parent,
-        std::process::id(),
-        RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
-    );
-    let cg = Cgroup::create(
-        RealCgroupFs,
-        layout.clone(),
-        &spec.cgroup_parent,
-        &name,
-        &spec.limits,
-    )?;
-    Ok(Some((cg, layout)))
-}
-
 /// Waits for the sandbox's init and returns its CPU time, children included: the
 /// sandbox's total, since init kills and reaps every process of the sandbox before it
 /// exits (on v1 this is where `cpu_time_ms` comes from; v2 has the cgroup's figure).
@@ -585,36 +427,5 @@ fn ignored(sig: Signal) -> bool {
         let mut old: libc::sigaction = std::mem::zeroed();
         libc::sigaction(sig as libc::c_int, std::ptr::null(), &mut old) == 0
             && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
-/// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.
-fn clone_sandbox(ctx: ChildCtx) -> Result<i32, RunError> {
-    let flags = libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWNET;
-    // SAFETY: clone without CLONE_VM and with a null stack behaves like fork: the child
-    // gets a copy of this (single-threaded, checked above) process and continues on its
-    // own copy of the stack. The child never returns from sandbox_main.
-    #[allow(unsafe_code)]
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    match pid {
-        0 => child::sandbox_main(ctx),
-        p if p < 0 => Err(RunError::Io {
-            what: "creating the sandbox namespaces (clone)".into(),
-            source: io::Error::last_os_error(),
-        }),
-        p => Ok(p as i32),
     }
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which identity the command runs as inside the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SandboxUser {
     /// uid/gid 1000 ("sandbox"): no capabilities at all (CapEff 0).
     Sandbox,
@@ -63,6 +64,9 @@ pub struct RootfsSpec {
     pub lower: PathBuf,
     /// Host directories bound read-only into the root (e.g. /usr for `host`).
     pub ro_binds: Vec<Bind>,
+    /// Extra read-only overlay layers stacked above `lower`, topmost first (snapshots);
+    /// empty for a plain template.
+    pub layers: Vec<PathBuf>,
 }
 
 /// Resource limits, enforced by cgroups and rlimits.
@@ -191,6 +195,41 @@ pub struct SandboxSpec {
 }
 
 impl SandboxSpec {
+    /// Whether the caller turned `layer` off.
+    pub fn skips(&self, layer: Layer) -> bool {
+        self.skip_layers.contains(&layer)
+    }
+}
+
+/// A long-lived sandbox whose init serves the ctl protocol instead of running one
+/// command (see [`crate::start_session`]).
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// Root filesystem.
+    pub rootfs: RootfsSpec,
+    /// User-requested binds.
+    pub mounts: Vec<Bind>,
+    /// Resource limits (`timeout` is ignored: see `deadline_unix_ms`).
+    pub limits: Limits,
+    /// Hostname inside the sandbox.
+    pub hostname: String,
+    /// Layers the caller explicitly allows to be missing.
+    pub skip_layers: Vec<Layer>,
+    /// corral's runtime directory on the host (see [`SandboxSpec::runtime_dir`]).
+    pub runtime_dir: PathBuf,
+    /// Parent cgroup; empty: the sandbox's cgroup sits at the hierarchies' roots.
+    pub cgroup_parent: String,
+    /// The sandbox's cgroup name, chosen by the caller (e.g. the sandbox id): the
+    /// cgroup is `cgroup_parent/cgroup_name`, or `cgroup_name` at the root.
+    pub cgroup_name: String,
+    /// First host uid/gid of the range mapped into the sandbox.
+    pub id_map_base: u32,
+    /// When init kills everything and exits (ms since the Unix epoch, CLOCK_REALTIME);
+    /// None: no deadline until a `set_deadline` request sets one.
+    pub deadline_unix_ms: Option<u64>,
+}
+
+impl SessionSpec {
     /// Whether the caller turned `layer` off.
     pub fn skips(&self, layer: Layer) -> bool {
         self.skip_layers.contains(&layer)

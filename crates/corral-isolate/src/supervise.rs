@@ -15,7 +15,7 @@ use crate::cgroup::{self, Cgroup, CgroupLayout, RealCgroupFs};
 use crate::child;
 use crate::report::{Decoder, Frame};
 use crate::run::{io_err, RunError, Termination};
-use crate::spec::{OutputMode, SandboxSpec, ID_MAP_LEN};
+use crate::spec::{OutputMode, SandboxSpec};
 
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
@@ -51,15 +51,7 @@ pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 impl Supervisor<'_> {
     fn write_maps(&self) -> Result<(), RunError> {
-        let map = format!("0 {} {}\n", self.spec.id_map_base, ID_MAP_LEN);
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{}/{file}", self.pid);
-            std::fs::write(&path, &map).map_err(|source| RunError::Io {
-                what: format!("writing {path}"),
-                source,
-            })?;
-        }
-        Ok(())
+        crate::prepare::write_maps(self.pid, self.spec.id_map_base)
     }
 
     fn go(&self) -> Result<(), RunError> {
@@ -188,6 +180,7 @@ impl Supervisor<'_> {
                                             error.get_or_insert(m);
                                         }
                                         Frame::Status(s) => status = Some(s),
+                                        Frame::Ready => {}
                                     }
                                 }
                             }

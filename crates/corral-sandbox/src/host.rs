@@ -75,6 +75,7 @@ pub(crate) fn host_rootfs(
     Ok(RootfsSpec {
         lower: dir,
         ro_binds,
+        layers: vec![],
     })
 }
 

@@ -443,6 +443,12 @@ impl<F: CgroupFs> Cgroup<F> {
         remove_dirs(&self.fs, &self.created, true)
     }
 
+    /// Leaves the cgroup in place when this handle is dropped (a session's cgroup
+    /// outlives the process that made it).
+    pub(crate) fn keep(mut self) {
+        self.destroyed = true;
+    }
+
     /// The cgroup's path below each hierarchy's root.
     pub fn rel_path(&self) -> &Path {
         &self.rel
