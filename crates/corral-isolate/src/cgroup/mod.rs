@@ -22,6 +22,12 @@ pub enum CgroupError {
          memory, cpu and pids controllers"
     )]
     Unavailable(String),
+    /// The sandbox's processes did not freeze in time (they were thawed again).
+    #[error("the processes of cgroup {0} did not freeze within 2 s; try again")]
+    FreezeTimeout(PathBuf),
+    /// The cgroup does not exist.
+    #[error("cgroup {0} does not exist")]
+    NotFound(PathBuf),
     /// A cgroup file operation failed.
     #[error(
         "cgroup {op} {path} failed; is corral running as root with cgroups mounted read-write?"
@@ -98,6 +104,8 @@ pub enum Controller {
     Cpu,
     /// Task count limit.
     Pids,
+    /// Freezing (pause); optional: without it only pause is unavailable.
+    Freezer,
 }
 
 impl Controller {
@@ -110,6 +118,7 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Cpu => "cpu",
             Controller::Pids => "pids",
+            Controller::Freezer => "freezer",
         }
     }
 }
@@ -168,6 +177,10 @@ impl CgroupLayout {
             }
             mounts.insert(c, dir);
         }
+        let freezer = root.join("freezer");
+        if freezer.join("cgroup.procs").exists() {
+            mounts.insert(Controller::Freezer, freezer);
+        }
         Some(CgroupLayout::V1 { mounts })
     }
 
@@ -192,7 +205,11 @@ impl CgroupLayout {
                 }
                 "cgroup" => {
                     for opt in super_opts.split(',') {
-                        if let Some(c) = Controller::ALL.into_iter().find(|c| c.name() == opt) {
+                        if let Some(c) = Controller::ALL
+                            .into_iter()
+                            .chain([Controller::Freezer])
+                            .find(|c| c.name() == opt)
+                        {
                             mounts.insert(c, PathBuf::from(mount_point));
                         }
                     }
@@ -403,6 +420,107 @@ impl<F: CgroupFs> Cgroup<F> {
         Ok(())
     }
 
+    /// A handle on an existing cgroup `parent/name` (e.g. a session's, after a daemon
+    /// restart). Dropping it leaves the cgroup alone; [`Cgroup::destroy`] removes it.
+    pub fn open_with(
+        fs: F,
+        layout: CgroupLayout,
+        parent: &str,
+        name: &str,
+    ) -> Result<Cgroup<F>, CgroupError> {
+        let rel = Path::new(parent).join(name);
+        let created: Vec<PathBuf> = layout
+            .dirs(&rel)
+            .into_iter()
+            .filter(|d| fs.exists(d))
+            .collect();
+        if created.is_empty() {
+            return Err(CgroupError::NotFound(rel));
+        }
+        Ok(Cgroup {
+            fs,
+            layout,
+            rel,
+            created,
+            destroyed: true,
+        })
+    }
+
+    /// Changes the memory, cpu and pids limits (e.g. of a warm sandbox handed out with
+    /// other resources). Lowering memory below current use fails on v1 (EBUSY).
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        self.apply_limits(limits)
+    }
+
+    /// Freezes every process of the cgroup and waits (up to 2 s) until the kernel
+    /// reports them frozen; on timeout they are thawed again and an error returned.
+    /// v1 needs the freezer controller; without it this fails (pause unavailable).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws a frozen cgroup.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (file, value, done_file, done): (PathBuf, &str, PathBuf, &dyn Fn(&str) -> bool) =
+            match &self.layout {
+                CgroupLayout::V2 { .. } => {
+                    let f = |n| self.layout.file(Controller::Cpu, &self.rel, n);
+                    (
+                        f("cgroup.freeze"),
+                        if frozen { "1" } else { "0" },
+                        f("cgroup.events"),
+                        if frozen {
+                            &|s: &str| keyed(s, "frozen") == Some(1)
+                        } else {
+                            &|s: &str| keyed(s, "frozen") == Some(0)
+                        },
+                    )
+                }
+                CgroupLayout::V1 { mounts } => {
+                    if !mounts.contains_key(&Controller::Freezer) {
+                        return Err(CgroupError::Unavailable(
+                            "the v1 freezer controller is not mounted, so sandboxes cannot be                              paused"
+                                .into(),
+                        ));
+                    }
+                    let f = self
+                        .layout
+                        .file(Controller::Freezer, &self.rel, "freezer.state");
+                    (
+                        f.clone(),
+                        if frozen { "FROZEN" } else { "THAWED" },
+                        f,
+                        if frozen {
+                            &|s: &str| s.trim() == "FROZEN"
+                        } else {
+                            &|s: &str| s.trim() == "THAWED"
+                        },
+                    )
+                }
+            };
+        self.write(&file, value)?;
+        for _ in 0..200 {
+            let state = self.fs.read(&done_file).map_err(|source| CgroupError::Io {
+                op: "read",
+                path: done_file.clone(),
+                source,
+            })?;
+            if done(&state) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if frozen {
+            let _ = self.set_frozen(false);
+            return Err(CgroupError::FreezeTimeout(self.rel.clone()));
+        }
+        Ok(())
+    }
+
     /// Moves a process into the cgroup (every hierarchy).
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         for dir in self.layout.dirs(&self.rel) {
@@ -512,6 +630,13 @@ fn owner_pid(parent: &str, name: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+impl Cgroup<RealCgroupFs> {
+    /// [`Cgroup::open_with`] on the real hierarchy (layout detected).
+    pub fn open_existing(parent: &str, name: &str) -> Result<Cgroup<RealCgroupFs>, CgroupError> {
+        Cgroup::open_with(RealCgroupFs, CgroupLayout::detect()?, parent, name)
+    }
 }
 
 /// Removes cgroups left under `parent` by corral processes that no longer exist (a

@@ -406,3 +406,86 @@ fn sweep_at_the_root_touches_only_corral_names() {
     );
     assert!(dirs.contains(Path::new("/cg/user.slice")));
 }
+
+#[test]
+fn v2_freeze_waits_for_the_kernel_and_thaw_undoes_it() {
+    let fs = FakeFs::default();
+    let cg = Cgroup::create(fs.clone(), v2(), "", "sbx", &limits()).unwrap();
+    let events = PathBuf::from("/cg/sbx/cgroup.events");
+    fs.files
+        .borrow_mut()
+        .insert(events.clone(), "populated 1\nfrozen 1\n".into());
+    cg.freeze().unwrap();
+    assert_eq!(
+        fs.log.borrow().last().unwrap(),
+        "write /cg/sbx/cgroup.freeze 1"
+    );
+    fs.files
+        .borrow_mut()
+        .insert(events, "populated 1\nfrozen 0\n".into());
+    cg.thaw().unwrap();
+    assert_eq!(
+        fs.log.borrow().last().unwrap(),
+        "write /cg/sbx/cgroup.freeze 0"
+    );
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn v1_without_freezer_cannot_pause_but_works_otherwise() {
+    let fs = FakeFs::default();
+    let cg = Cgroup::create(fs.clone(), v1(), "", "sbx", &limits()).unwrap();
+    assert!(matches!(cg.freeze(), Err(CgroupError::Unavailable(_))));
+    cg.set_limits(&Limits {
+        pids: 7,
+        ..limits()
+    })
+    .unwrap();
+    assert!(fs
+        .log
+        .borrow()
+        .contains(&"write /cg/pids/sbx/pids.max 7".to_string()));
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn v1_freezer_state_is_written_and_read_back() {
+    let fs = FakeFs::default();
+    let mut layout = v1();
+    if let CgroupLayout::V1 { mounts } = &mut layout {
+        mounts.insert(Controller::Freezer, PathBuf::from("/cg/freezer"));
+    }
+    let cg = Cgroup::create(fs.clone(), layout, "", "sbx", &limits()).unwrap();
+    assert!(fs.dirs.borrow().contains(Path::new("/cg/freezer/sbx")));
+    // The fake keeps what was written, so the state reads back as FROZEN at once.
+    cg.freeze().unwrap();
+    assert_eq!(
+        fs.files
+            .borrow()
+            .get(Path::new("/cg/freezer/sbx/freezer.state")),
+        Some(&"FROZEN".to_string())
+    );
+    cg.thaw().unwrap();
+    cg.destroy().unwrap();
+    assert!(!fs.dirs.borrow().contains(Path::new("/cg/freezer/sbx")));
+}
+
+#[test]
+fn an_opened_cgroup_survives_its_handle_until_destroyed() {
+    let fs = FakeFs::default();
+    assert!(matches!(
+        Cgroup::open_with(fs.clone(), v2(), "", "nope"),
+        Err(CgroupError::NotFound(_))
+    ));
+    Cgroup::create(fs.clone(), v2(), "", "sbx", &limits())
+        .unwrap()
+        .keep();
+    assert!(fs.dirs.borrow().contains(Path::new("/cg/sbx")));
+    drop(Cgroup::open_with(fs.clone(), v2(), "", "sbx").unwrap());
+    assert!(fs.dirs.borrow().contains(Path::new("/cg/sbx")));
+    Cgroup::open_with(fs.clone(), v2(), "", "sbx")
+        .unwrap()
+        .destroy()
+        .unwrap();
+    assert!(!fs.dirs.borrow().contains(Path::new("/cg/sbx")));
+}
