@@ -465,43 +465,33 @@ impl<F: CgroupFs> Cgroup<F> {
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
-        let (file, value, done_file, done): (PathBuf, &str, PathBuf, &dyn Fn(&str) -> bool) =
-            match &self.layout {
-                CgroupLayout::V2 { .. } => {
-                    let f = |n| self.layout.file(Controller::Cpu, &self.rel, n);
-                    (
-                        f("cgroup.freeze"),
-                        if frozen { "1" } else { "0" },
-                        f("cgroup.events"),
-                        if frozen {
-                            &|s: &str| keyed(s, "frozen") == Some(1)
-                        } else {
-                            &|s: &str| keyed(s, "frozen") == Some(0)
-                        },
-                    )
+        let v2 = matches!(self.layout, CgroupLayout::V2 { .. });
+        let (file, value, done_file) = if v2 {
+            let f = |n| self.layout.file(Controller::Cpu, &self.rel, n);
+            let value = if frozen { "1" } else { "0" };
+            (f("cgroup.freeze"), value, f("cgroup.events"))
+        } else {
+            if let CgroupLayout::V1 { mounts } = &self.layout {
+                if !mounts.contains_key(&Controller::Freezer) {
+                    return Err(CgroupError::Unavailable(
+                        "the v1 freezer controller is not mounted, so sandboxes cannot be paused"
+                            .into(),
+                    ));
                 }
-                CgroupLayout::V1 { mounts } => {
-                    if !mounts.contains_key(&Controller::Freezer) {
-                        return Err(CgroupError::Unavailable(
-                            "the v1 freezer controller is not mounted, so sandboxes cannot be                              paused"
-                                .into(),
-                        ));
-                    }
-                    let f = self
-                        .layout
-                        .file(Controller::Freezer, &self.rel, "freezer.state");
-                    (
-                        f.clone(),
-                        if frozen { "FROZEN" } else { "THAWED" },
-                        f,
-                        if frozen {
-                            &|s: &str| s.trim() == "FROZEN"
-                        } else {
-                            &|s: &str| s.trim() == "THAWED"
-                        },
-                    )
-                }
-            };
+            }
+            let f = self
+                .layout
+                .file(Controller::Freezer, &self.rel, "freezer.state");
+            let value = if frozen { "FROZEN" } else { "THAWED" };
+            (f.clone(), value, f)
+        };
+        let done = |state: &str| {
+            if v2 {
+                keyed(state, "frozen") == Some(u64::from(frozen))
+            } else {
+                state.trim() == value
+            }
+        };
         self.write(&file, value)?;
         for _ in 0..200 {
             let state = self.fs.read(&done_file).map_err(|source| CgroupError::Io {
