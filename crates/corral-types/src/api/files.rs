@@ -87,3 +87,23 @@ pub struct WatchEvent {
     /// Absolute path inside the sandbox.
     pub path: String,
 }
+
+/// `PUT /v1/sandboxes/{id}/files?path=` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileWriteResponse {
+    /// The file written (absolute path inside the sandbox).
+    pub path: String,
+    /// Bytes written.
+    pub size_bytes: u64,
+}
+
+/// `POST /v1/sandboxes/{id}/files/rename`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// Existing path (absolute, inside the sandbox).
+    pub from: String,
+    /// New path; an existing file there is replaced.
+    pub to: String,
+}

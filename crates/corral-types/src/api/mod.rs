@@ -1,17 +1,22 @@
 //! The HTTP API's wire types (`/v1/...`). Handlers parse these, the core executes them;
 //! the OpenAPI document is generated from their JSON Schemas (schemars).
 
+mod daemon;
 mod exec;
 mod files;
 mod keys;
 mod sandbox;
 mod snapshot;
 
+pub use daemon::{HealthResponse, PtyClientMessage, PtyServerMessage, PtySize};
 pub use exec::{
     ExecEvent, ExecRequest, ExecStream, ProcessInfo, ProcessList, ProcessOutput, ProcessState,
     RunCodeLanguage, RunCodeRequest, SignalRequest, StdinWriteRequest,
 };
-pub use files::{FileEntry, FileKind, FileList, MkdirRequest, WatchEvent, WatchEventKind};
+pub use files::{
+    FileEntry, FileKind, FileList, FileWriteResponse, MkdirRequest, RenameRequest, WatchEvent,
+    WatchEventKind,
+};
 pub use keys::{
     KeyCreateRequest, KeyCreateResponse, KeyInfo, KeyList, Role, Tenant, TenantCreateRequest,
     TenantList, TenantQuota,

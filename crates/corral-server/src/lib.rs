@@ -1,0 +1,169 @@
+//! corral-server: the daemon's HTTP API. Handlers parse requests and call the
+//! [`corral_sandbox::Manager`]; API keys and tenants live in DIR/auth.db.
+//!
+//! [`serve`] binds, prints `corral: listening on http://ADDR` to stderr, writes the
+//! bound address to DIR/listen.addr and serves until the shutdown future completes.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod auth;
+mod error;
+mod exec;
+mod files;
+mod metrics;
+mod openapi;
+mod routes;
+mod sandboxes;
+mod snapshots;
+#[cfg(test)]
+mod tests;
+mod time;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::AuthError;
+use corral_sandbox::Manager;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// How long open connections (streams, terminals) may finish after a shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 picks a free one (see DIR/listen.addr).
+    pub listen: SocketAddr,
+    /// The daemon's data directory (auth.db, admin-key, listen.addr).
+    pub data_dir: PathBuf,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The key store failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another daemon running there?")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// DIR/listen.addr could not be written.
+    #[error("cannot write {path}: {source}")]
+    AddrFile {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) manager: Arc<Manager>,
+    pub(crate) auth: auth::AuthStore,
+    pub(crate) http_metrics: metrics::HttpMetrics,
+}
+
+/// Serves the API until `shutdown` completes; then stops accepting, gives open
+/// connections a few seconds and returns. The caller shuts the Manager down.
+pub async fn serve<F>(
+    cfg: ServerConfig,
+    manager: Arc<Manager>,
+    shutdown: F,
+) -> Result<(), ServerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let auth = auth::AuthStore::open(&cfg.data_dir)?;
+    let state = Arc::new(AppState {
+        manager,
+        auth,
+        http_metrics: metrics::HttpMetrics::default(),
+    });
+    let app = routes::router(state);
+    let tls = match &cfg.tls {
+        Some(files) => Some(tls::load_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = tcp.local_addr().map_err(ServerError::Serve)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr_file = cfg.data_dir.join("listen.addr");
+    std::fs::write(&addr_file, format!("{local}\n")).map_err(|source| ServerError::AddrFile {
+        path: addr_file.display().to_string(),
+        source,
+    })?;
+    eprintln!("corral: listening on {scheme}://{local}");
+
+    // Shutdown: the signal stops accepting; connections still open after the grace
+    // period (a watch, a terminal) are dropped.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let graceful = async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    };
+    let mut hard = stop_rx;
+    let hard = async move {
+        let _ = hard.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let served = async {
+        match tls {
+            Some(cfg) => {
+                let listener = tls::TlsListener::new(tcp, cfg).map_err(ServerError::Serve)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                    .map_err(ServerError::Serve)
+            }
+            None => axum::serve(tcp, app)
+                .with_graceful_shutdown(graceful)
+                .await
+                .map_err(ServerError::Serve),
+        }
+    };
+    tokio::select! {
+        r = served => r,
+        () = hard => Ok(()),
+    }
+}

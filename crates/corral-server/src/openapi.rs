@@ -1,0 +1,292 @@
+//! The OpenAPI 3.1 document, generated from a table of the routes and the JSON Schemas
+//! of the corral-types wire types. Served at `GET /v1/openapi.json` and checked in at
+//! docs/openapi.json (a test fails when that copy is stale).
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use corral_types::api::{
+    ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse, HealthResponse,
+    KeyCreateRequest, KeyCreateResponse, KeyList, MkdirRequest, ProcessInfo, ProcessList,
+    ProcessOutput, PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
+    SandboxCreateRequest, SandboxList, SignalRequest, Snapshot, SnapshotList, StdinWriteRequest,
+    Tenant, TenantCreateRequest, TenantList, TimeoutRequest, WatchEvent,
+};
+use corral_types::{ErrorBody, RunResult};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn s<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// What a request carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReqBody {
+    None,
+    Json(SchemaFn),
+    Octets,
+}
+
+/// What a response carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Resp {
+    Json(SchemaFn),
+    Empty,
+    Octets,
+    Ndjson(SchemaFn),
+    Text,
+    /// `101 Switching Protocols`: a WebSocket; client frames and the server's last one.
+    WebSocket(SchemaFn, SchemaFn),
+}
+
+/// One query parameter: name, description, required.
+pub(crate) type QueryParam = (&'static str, &'static str, bool);
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteDoc {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) op: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) auth: bool,
+    pub(crate) query: &'static [QueryParam],
+    pub(crate) body: ReqBody,
+    pub(crate) ok: &'static [(u16, Resp)],
+}
+
+const PATH_Q: &[QueryParam] = &[("path", "Absolute path inside the sandbox.", true)];
+const RECURSIVE_Q: &[QueryParam] = &[
+    ("path", "Absolute path inside the sandbox.", true),
+    ("recursive", "true: also below subdirectories.", false),
+];
+const PAGE_Q: &[QueryParam] = &[
+    ("cursor", "next_cursor of the previous page.", false),
+    ("limit", "Page size, 1-1000 (default 100).", false),
+];
+
+macro_rules! r {
+    ($m:literal, $p:literal, $op:literal, $sum:literal, auth: $a:expr, query: $q:expr, body: $b:expr, ok: [$(($st:literal, $r:expr)),*]) => {
+        RouteDoc { method: $m, path: $p, op: $op, summary: $sum, auth: $a, query: $q, body: $b, ok: &[$(($st, $r)),*] }
+    };
+}
+
+/// Every route the server answers (a test checks each is routed).
+pub(crate) const ROUTES: &[RouteDoc] = &[
+    r!("get", "/v1/health", "health", "Liveness; no key needed.", auth: false, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<HealthResponse>))]),
+    r!("get", "/v1/openapi.json", "openapi", "This document; no key needed.", auth: false, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Value>))]),
+    r!("post", "/v1/tenants", "createTenant", "Create a tenant (admin).", auth: true, query: &[], body: ReqBody::Json(s::<TenantCreateRequest>), ok: [(201, Resp::Json(s::<Tenant>))]),
+    r!("get", "/v1/tenants", "listTenants", "List tenants (admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<TenantList>))]),
+    r!("post", "/v1/keys", "createKey", "Create an API key (admin); the secret is shown only here.", auth: true, query: &[], body: ReqBody::Json(s::<KeyCreateRequest>), ok: [(201, Resp::Json(s::<KeyCreateResponse>))]),
+    r!("get", "/v1/keys", "listKeys", "List API keys, never their secrets (admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<KeyList>))]),
+    r!("delete", "/v1/keys/{id}", "revokeKey", "Revoke a key, effective at once (admin).", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("post", "/v1/sandboxes", "createSandbox", "Create a sandbox.", auth: true, query: &[], body: ReqBody::Json(s::<SandboxCreateRequest>), ok: [(201, Resp::Json(s::<Sandbox>))]),
+    r!("get", "/v1/sandboxes", "listSandboxes", "List the tenant's sandboxes, oldest first.", auth: true,
+        query: &[("state", "Only this state (default: all but stopped).", false), ("metadata.KEY", "Only sandboxes labelled KEY=VALUE; repeatable with other keys.", false), ("cursor", "next_cursor of the previous page.", false), ("limit", "Page size, 1-1000 (default 100).", false)],
+        body: ReqBody::None, ok: [(200, Resp::Json(s::<SandboxList>))]),
+    r!("get", "/v1/sandboxes/{id}", "getSandbox", "One sandbox.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Sandbox>))]),
+    r!("delete", "/v1/sandboxes/{id}", "deleteSandbox", "Kill and remove a sandbox.", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("post", "/v1/sandboxes/{id}/timeout", "setSandboxTimeout", "Set the time to live from now.", auth: true, query: &[], body: ReqBody::Json(s::<TimeoutRequest>), ok: [(200, Resp::Json(s::<Sandbox>))]),
+    r!("post", "/v1/sandboxes/{id}/pause", "pauseSandbox", "Freeze every process of the sandbox.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Sandbox>))]),
+    r!("post", "/v1/sandboxes/{id}/resume", "resumeSandbox", "Thaw a paused sandbox.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Sandbox>))]),
+    r!("post", "/v1/sandboxes/{id}/exec", "exec", "Run a command: its result; with Accept: application/x-ndjson its output as it happens; with background, a process (201).", auth: true, query: &[], body: ReqBody::Json(s::<ExecRequest>),
+        ok: [(200, Resp::Json(s::<RunResult>)), (201, Resp::Json(s::<ProcessInfo>))]),
+    r!("post", "/v1/sandboxes/{id}/run_code", "runCode", "Run code in python, javascript or bash; same results as exec.", auth: true, query: &[], body: ReqBody::Json(s::<RunCodeRequest>),
+        ok: [(200, Resp::Json(s::<RunResult>))]),
+    r!("get", "/v1/sandboxes/{id}/processes", "listProcesses", "Background processes.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessList>))]),
+    r!("get", "/v1/sandboxes/{id}/processes/{pid}", "getProcess", "One background process.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessInfo>))]),
+    r!("get", "/v1/sandboxes/{id}/processes/{pid}/output", "getProcessOutput", "What a background process wrote (last 1 MiB per stream).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessOutput>))]),
+    r!("post", "/v1/sandboxes/{id}/processes/{pid}/stdin", "writeProcessStdin", "Write to a background process's stdin.", auth: true, query: &[], body: ReqBody::Json(s::<StdinWriteRequest>), ok: [(204, Resp::Empty)]),
+    r!("post", "/v1/sandboxes/{id}/processes/{pid}/signal", "signalProcess", "Signal a background process's group.", auth: true, query: &[], body: ReqBody::Json(s::<SignalRequest>), ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/sandboxes/{id}/pty", "pty", "Interactive terminal over WebSocket: binary frames both ways, text frames PtyClientMessage in and PtyServerMessage out.", auth: true,
+        query: &[("cmd", "Command, split on whitespace (default a shell).", false), ("rows", "Rows (default 24).", false), ("cols", "Columns (default 80).", false)],
+        body: ReqBody::None, ok: [(101, Resp::WebSocket(s::<PtyClientMessage>, s::<PtyServerMessage>))]),
+    r!("put", "/v1/sandboxes/{id}/files", "writeFile", "Write a file from the raw body (streamed, no size limit but the sandbox's disk).", auth: true, query: PATH_Q, body: ReqBody::Octets, ok: [(200, Resp::Json(s::<FileWriteResponse>))]),
+    r!("get", "/v1/sandboxes/{id}/files", "readFile", "Read a file as raw bytes (streamed).", auth: true, query: PATH_Q, body: ReqBody::None, ok: [(200, Resp::Octets)]),
+    r!("delete", "/v1/sandboxes/{id}/files", "removeFile", "Remove a file or directory.", auth: true, query: RECURSIVE_Q, body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/sandboxes/{id}/files/list", "listFiles", "List a directory.", auth: true, query: PATH_Q, body: ReqBody::None, ok: [(200, Resp::Json(s::<FileList>))]),
+    r!("get", "/v1/sandboxes/{id}/files/stat", "statFile", "Stat a path.", auth: true, query: PATH_Q, body: ReqBody::None, ok: [(200, Resp::Json(s::<FileEntry>))]),
+    r!("post", "/v1/sandboxes/{id}/files/mkdir", "mkdir", "Create a directory.", auth: true, query: &[], body: ReqBody::Json(s::<MkdirRequest>), ok: [(204, Resp::Empty)]),
+    r!("post", "/v1/sandboxes/{id}/files/rename", "renameFile", "Rename a path.", auth: true, query: &[], body: ReqBody::Json(s::<RenameRequest>), ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/sandboxes/{id}/files/watch", "watchFiles", "Change events under a directory, as JSON lines.", auth: true, query: RECURSIVE_Q, body: ReqBody::None, ok: [(200, Resp::Ndjson(s::<WatchEvent>))]),
+    r!("post", "/v1/sandboxes/{id}/snapshot", "snapshotSandbox", "Snapshot the writable layer.", auth: true, query: &[], body: ReqBody::None, ok: [(201, Resp::Json(s::<Snapshot>))]),
+    r!("get", "/v1/snapshots", "listSnapshots", "The tenant's snapshots.", auth: true, query: PAGE_Q, body: ReqBody::None, ok: [(200, Resp::Json(s::<SnapshotList>))]),
+    r!("get", "/v1/snapshots/{id}", "getSnapshot", "One snapshot.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Snapshot>))]),
+    r!("delete", "/v1/snapshots/{id}", "deleteSnapshot", "Delete a snapshot.", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/metrics", "metrics", "Prometheus metrics (any valid key).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Text)]),
+];
+
+/// The document, as a JSON value.
+pub(crate) fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut g = settings.into_generator();
+    let error_ref = s::<ErrorBody>(&mut g);
+    let exec_event = s::<ExecEvent>(&mut g);
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let op = operation(route, &mut g, &error_ref, &exec_event);
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            m.insert(route.method.to_string(), op);
+        }
+    }
+    let schemas = g.take_definitions(true);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "corral",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "corral's sandbox daemon (`corral serve`). Every route but /v1/health and /v1/openapi.json needs `Authorization: Bearer KEY`. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+        },
+        "servers": [{"url": "http://127.0.0.1:7070"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    })
+}
+
+fn operation(
+    route: &RouteDoc,
+    g: &mut SchemaGenerator,
+    error_ref: &Schema,
+    exec_event: &Schema,
+) -> Value {
+    let mut params = Vec::new();
+    for seg in route.path.split('/') {
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            params.push(
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+    }
+    for (name, desc, required) in route.query {
+        params.push(json!({"name": name, "in": "query", "required": required, "description": desc, "schema": {"type": "string"}}));
+    }
+    let mut op = json!({"operationId": route.op, "summary": route.summary});
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    match route.body {
+        ReqBody::None => {}
+        ReqBody::Json(f) => {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": f(g)}}});
+        }
+        ReqBody::Octets => {
+            op["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}});
+        }
+    }
+    let mut responses = Map::new();
+    for (status, resp) in route.ok {
+        let content = match resp {
+            Resp::Json(f) => {
+                let mut c = json!({"application/json": {"schema": f(g)}});
+                if (route.op == "exec" || route.op == "runCode") && *status == 200 {
+                    c["application/x-ndjson"] = json!({"schema": exec_event});
+                }
+                Some(c)
+            }
+            Resp::Empty => None,
+            Resp::Octets => Some(
+                json!({"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}),
+            ),
+            Resp::Ndjson(f) => Some(json!({"application/x-ndjson": {"schema": f(g)}})),
+            Resp::Text => Some(json!({"text/plain": {"schema": {"type": "string"}}})),
+            Resp::WebSocket(client, server) => {
+                let (c, sv) = (client(g), server(g));
+                Some(
+                    json!({"application/json": {"schema": {"description": "Text frames: the client's and the server's last.", "oneOf": [c, sv]}}}),
+                )
+            }
+        };
+        let mut r = json!({"description": status_text(*status)});
+        if let Some(c) = content {
+            r["content"] = c;
+        }
+        responses.insert(status.to_string(), r);
+    }
+    responses.insert(
+        "default".into(),
+        json!({"description": "An error (4xx or 5xx).", "content": {"application/json": {"schema": error_ref}}}),
+    );
+    op["responses"] = Value::Object(responses);
+    if !route.auth {
+        op["security"] = json!([]);
+    }
+    op
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching to the WebSocket protocol.",
+        200 => "OK.",
+        201 => "Created.",
+        204 => "Done; no body.",
+        _ => "See the description.",
+    }
+}
+
+/// The document as pretty JSON with a final newline (the checked-in form).
+pub(crate) fn document_text() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// `GET /v1/openapi.json`.
+pub(crate) async fn serve_document() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let text = DOC.get_or_init(document_text).clone();
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_is_checked_in_and_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        let generated = document_text();
+        if std::env::var_os("CORRAL_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is stale: regenerate it with\n  CORRAL_UPDATE_OPENAPI=1 cargo test -p corral-server openapi\nand commit the result"
+        );
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
+        let text = serde_json::to_string(&doc).unwrap();
+        for part in text.split("\"$ref\":\"").skip(1) {
+            let r = part.split('"').next().unwrap();
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r}"));
+            assert!(schemas.contains_key(name), "{r}");
+        }
+        assert!(schemas.contains_key("Sandbox") && schemas.contains_key("ErrorBody"));
+    }
+}

@@ -1,0 +1,90 @@
+//! The router: which handler answers which route, and the layers around them.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use corral_types::api::HealthResponse;
+
+use crate::error::{method_not_allowed, not_found};
+use crate::{admin, auth, exec, files, metrics, openapi, sandboxes, snapshots, AppState};
+
+/// JSON bodies larger than this are refused with 413 (file uploads are streamed and
+/// have no limit but the sandbox's disk).
+pub(crate) const JSON_BODY_LIMIT: usize = 1 << 20;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let public = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi::serve_document))
+        .method_not_allowed_fallback(method_not_allowed);
+
+    let authed = Router::new()
+        .route(
+            "/v1/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route("/v1/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/v1/keys/{id}", delete(admin::revoke_key))
+        .route(
+            "/v1/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
+        .route(
+            "/v1/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
+        .route("/v1/sandboxes/{id}/timeout", post(sandboxes::timeout))
+        .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
+        .route("/v1/sandboxes/{id}/snapshot", post(sandboxes::snapshot))
+        .route("/v1/sandboxes/{id}/exec", post(exec::exec))
+        .route("/v1/sandboxes/{id}/run_code", post(exec::run_code))
+        .route("/v1/sandboxes/{id}/processes", get(exec::processes))
+        .route("/v1/sandboxes/{id}/processes/{pid}", get(exec::process))
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/output",
+            get(exec::process_output),
+        )
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/stdin",
+            post(exec::process_stdin),
+        )
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/signal",
+            post(exec::process_signal),
+        )
+        .route("/v1/sandboxes/{id}/pty", get(exec::pty))
+        .route(
+            "/v1/sandboxes/{id}/files",
+            get(files::read).put(files::write).delete(files::remove),
+        )
+        .route("/v1/sandboxes/{id}/files/list", get(files::list))
+        .route("/v1/sandboxes/{id}/files/stat", get(files::stat))
+        .route("/v1/sandboxes/{id}/files/mkdir", post(files::mkdir))
+        .route("/v1/sandboxes/{id}/files/rename", post(files::rename))
+        .route("/v1/sandboxes/{id}/files/watch", get(files::watch))
+        .route("/v1/snapshots", get(snapshots::list))
+        .route(
+            "/v1/snapshots/{id}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/metrics", get(metrics::render))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
+
+    public
+        .merge(authed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
+}
