@@ -9,6 +9,6 @@ mod manager;
 mod template;
 
 pub use manager::{
-    ListQuery, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
+    spawn_main, ListQuery, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
 };
 pub use template::{resolve_template, TemplateError, TEMPLATE_NAMES};

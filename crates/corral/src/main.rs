@@ -26,6 +26,11 @@ const EXIT_CORRAL_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
     ensure_std_fds();
+    // `corral __spawn`: the daemon's single-threaded sandbox builder (docs/daemon.md).
+    // Internal, so not a clap subcommand: it reads JSON on stdin and is never typed.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__spawn") {
+        return ExitCode::from(corral_sandbox::spawn_main().clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -10,6 +10,9 @@ pub enum SandboxError {
     /// No such sandbox, process, path or snapshot for this tenant (404).
     #[error("{0}")]
     NotFound(String),
+    /// The sandbox user may not do this to that path (403).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The sandbox is in the wrong state for this (409), e.g. paused.
     #[error("{0}")]
     Conflict(String),
@@ -33,6 +36,7 @@ impl SandboxError {
         match self {
             SandboxError::InvalidRequest(_) => "invalid_argument",
             SandboxError::NotFound(_) => "not_found",
+            SandboxError::PermissionDenied(_) => "permission_denied",
             SandboxError::Conflict(_) => "conflict",
             SandboxError::QuotaExceeded(_) => "quota_exceeded",
             SandboxError::NoSpace(_) => "no_space",
@@ -46,6 +50,7 @@ impl SandboxError {
         match self {
             SandboxError::InvalidRequest(_) => 400,
             SandboxError::NotFound(_) => 404,
+            SandboxError::PermissionDenied(_) => 403,
             SandboxError::Conflict(_) => 409,
             SandboxError::QuotaExceeded(_) => 429,
             SandboxError::NoSpace(_) => 507,

@@ -3,11 +3,24 @@
 //! files). HTTP handlers parse requests and call these methods; nothing else does the
 //! work. Each method takes the caller's tenant: another tenant's sandbox is NotFound.
 
+mod clock;
+mod conn;
 mod error;
+mod exec;
+mod files;
+mod lifecycle;
+mod live;
+mod metrics;
+mod procs;
+mod pty;
+mod snapshot;
+mod spawn;
+mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use corral_isolate::Layer;
@@ -17,9 +30,9 @@ use corral_types::api::{
     TenantQuota, WatchEvent,
 };
 use corral_types::RunResult;
-use tokio::sync::{mpsc, oneshot};
-
 pub use error::SandboxError;
+pub use spawn::spawn_main;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// How the Manager is set up (from corral.toml and the command line).
 #[derive(Debug, Clone)]
@@ -116,6 +129,18 @@ pub struct PtySession {
 #[derive(Debug)]
 pub struct Manager {
     cfg: ManagerConfig,
+    store: store::Store,
+    /// Tenants' live sandboxes by id.
+    live: RwLock<HashMap<String, Arc<live::Live>>>,
+    /// Warm sandboxes of the `host` template, ready to hand out.
+    pool: Mutex<Vec<Arc<live::Live>>>,
+    /// Serializes quota checks with the creates they admit.
+    create_lock: tokio::sync::Mutex<()>,
+    metrics: metrics::Metrics,
+    shutting_down: AtomicBool,
+    wake_pool: Notify,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    me: Weak<Manager>,
 }
 
 impl Manager {
@@ -123,12 +148,75 @@ impl Manager {
     /// left mid-transition, re-attaches live sandboxes and starts the background tasks
     /// (TTL, health check, warm pool).
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, SandboxError> {
-        Ok(Arc::new(Manager { cfg }))
+        lifecycle::prepare_dirs(&cfg)?;
+        // Sandbox inits outlive the short-lived spawner that forks them; as a child
+        // subreaper the daemon becomes their parent and reaps them.
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| {
+            SandboxError::Internal(format!("becoming a child subreaper failed: {e}"))
+        })?;
+        let store = store::Store::open(&cfg.data_dir.join("state.db"))?;
+        let m = Arc::new_cyclic(|me| Manager {
+            cfg,
+            store,
+            live: RwLock::new(HashMap::new()),
+            pool: Mutex::new(Vec::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+            metrics: metrics::Metrics::default(),
+            shutting_down: AtomicBool::new(false),
+            wake_pool: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+            me: me.clone(),
+        });
+        m.recover().await?;
+        m.start_tasks();
+        Ok(m)
     }
 
     /// Graceful shutdown: stops the background tasks, removes the warm pool and (unless
     /// configured to keep them) every sandbox.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        if let Ok(mut t) = self.tasks.lock() {
+            for h in t.drain(..) {
+                h.abort();
+            }
+        }
+        let pooled: Vec<_> = self
+            .pool
+            .lock()
+            .map(|mut p| p.drain(..).collect())
+            .unwrap_or_default();
+        let mut all: Vec<Arc<live::Live>> = pooled;
+        if !self.cfg.keep_sandboxes_on_shutdown {
+            all.extend(self.live_list());
+        }
+        let jobs = all
+            .into_iter()
+            .map(|l| async move { self.teardown(&l, "daemon_shutdown").await });
+        futures_join_all(jobs).await;
+        lifecycle::remove_cgroup_parent(&self.cfg);
+    }
+
+    fn live_list(&self) -> Vec<Arc<live::Live>> {
+        self.live
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A tenant's live sandbox, or NotFound (also for another tenant's).
+    fn find(&self, tenant: &str, id: &str) -> Result<Arc<live::Live>, SandboxError> {
+        let l = self.live.read().ok().and_then(|m| m.get(id).cloned());
+        match l {
+            Some(l) if l.row().tenant.as_deref() == Some(tenant) => Ok(l),
+            _ => match self.store.get(id)? {
+                Some(r) if r.tenant.as_deref() == Some(tenant) => Err(SandboxError::Conflict(
+                    format!("sandbox {id} is {}; create a new one", r.state.as_str()),
+                )),
+                _ => Err(not_found(id)),
+            },
+        }
+    }
 
     /// Creates a sandbox for `tenant` within `quota`.
     pub async fn create(
@@ -137,26 +225,87 @@ impl Manager {
         quota: &TenantQuota,
         req: SandboxCreateRequest,
     ) -> Result<Sandbox, SandboxError> {
-        let _ = (tenant, quota, req, &self.cfg);
-        Err(unimplemented_yet())
+        let t0 = std::time::Instant::now();
+        let r = self.create_inner(tenant, quota, req).await;
+        self.metrics.observe_create(t0.elapsed(), &r);
+        r
     }
 
     /// One sandbox.
     pub fn get(&self, tenant: &str, id: &str) -> Result<Sandbox, SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        if let Some(l) = self.live.read().ok().and_then(|m| m.get(id).cloned()) {
+            let row = l.row();
+            if row.tenant.as_deref() == Some(tenant) {
+                return Ok(live::to_api(&row));
+            }
+        }
+        match self.store.get(id)? {
+            Some(r) if r.tenant.as_deref() == Some(tenant) && !r.pooled => Ok(live::to_api(&r)),
+            _ => Err(not_found(id)),
+        }
     }
 
     /// A page of the tenant's sandboxes, oldest first.
     pub fn list(&self, tenant: &str, q: &ListQuery) -> Result<SandboxList, SandboxError> {
-        let _ = (tenant, q);
-        Err(unimplemented_yet())
+        let limit = match q.limit {
+            0 => corral_types::api::PAGE_DEFAULT,
+            n if n > corral_types::api::PAGE_MAX => {
+                return Err(SandboxError::InvalidRequest(format!(
+                    "limit {n} is above the maximum of {}",
+                    corral_types::api::PAGE_MAX
+                )))
+            }
+            n => n,
+        };
+        let after_seq = match &q.cursor {
+            None => 0,
+            Some(c) => c.parse::<i64>().map_err(|_| {
+                SandboxError::InvalidRequest(format!(
+                    "cursor {c:?} is not one this server gave out; start without a cursor"
+                ))
+            })?,
+        };
+        for k in q.metadata.keys() {
+            lifecycle::check_metadata_key(k)?;
+        }
+        let rows = self.store.list(&store::ListFilter {
+            tenant,
+            state: q.state,
+            metadata: &q.metadata,
+            after_seq,
+            limit: limit + 1,
+        })?;
+        let more = rows.len() > limit as usize;
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let next_cursor = if more {
+            rows.last().map(|r| r.seq.to_string())
+        } else {
+            None
+        };
+        let live = self.live.read().ok();
+        Ok(SandboxList {
+            sandboxes: rows
+                .iter()
+                .map(|r| {
+                    // The in-memory row is fresher (state changes land there first).
+                    let fresh = live.as_ref().and_then(|m| m.get(&r.id)).map(|l| l.row());
+                    live::to_api(fresh.as_ref().unwrap_or(r))
+                })
+                .collect(),
+            next_cursor,
+        })
     }
 
     /// Kills and removes a sandbox.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        let l = match self.find(tenant, id) {
+            Ok(l) => l,
+            // Deleting what is already stopped is done.
+            Err(SandboxError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.teardown(&l, "deleted").await;
+        Ok(())
     }
 
     /// Sets the time to live to `timeout_s` from now.
@@ -166,20 +315,40 @@ impl Manager {
         id: &str,
         timeout_s: u64,
     ) -> Result<Sandbox, SandboxError> {
-        let _ = (tenant, id, timeout_s);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        let ttl = self.check_timeout(Some(timeout_s))?;
+        let _op = l.op.lock().await;
+        let expires = clock::now_ms() + ttl.as_millis() as u64;
+        if l.state() == SandboxState::Running {
+            l.conn
+                .call(
+                    corral_isolate::ctl::CtlOp::SetDeadline {
+                        unix_ms: Some(expires),
+                    },
+                    &[],
+                )
+                .await?;
+        }
+        self.store.set_expiry(id, expires)?;
+        l.update(|r| r.expires_at_ms = expires);
+        Ok(live::to_api(&l.row()))
     }
 
     /// Freezes every process of the sandbox (no CPU burnt; memory and processes kept).
     pub async fn pause(&self, tenant: &str, id: &str) -> Result<Sandbox, SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        lifecycle::pause(self, &l).await
     }
 
     /// Thaws a paused sandbox.
     pub async fn resume(&self, tenant: &str, id: &str) -> Result<Sandbox, SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        lifecycle::resume(self, &l).await
+    }
+
+    fn remaining(&self, l: &live::Live) -> Duration {
+        Duration::from_millis(l.row().expires_at_ms.saturating_sub(clock::now_ms()))
+            .max(Duration::from_secs(1))
     }
 
     /// Runs a command to completion and returns its collected result.
@@ -189,8 +358,13 @@ impl Manager {
         id: &str,
         req: ExecRequest,
     ) -> Result<RunResult, SandboxError> {
-        let _ = (tenant, id, req);
-        Err(unimplemented_yet())
+        let t0 = std::time::Instant::now();
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let r = exec::run_collect(&l, &cmd, req.stdin).await;
+        self.metrics.observe_exec(t0.elapsed(), &r);
+        r
     }
 
     /// Runs a command and streams its output as it happens; the last event is `exit`
@@ -201,8 +375,10 @@ impl Manager {
         id: &str,
         req: ExecRequest,
     ) -> Result<mpsc::Receiver<ExecEvent>, SandboxError> {
-        let _ = (tenant, id, req);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        exec::run_stream(l, cmd, req.stdin).await
     }
 
     /// Starts a background process.
@@ -212,20 +388,54 @@ impl Manager {
         id: &str,
         req: ExecRequest,
     ) -> Result<ProcessInfo, SandboxError> {
-        let _ = (tenant, id, req);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        let mut req = req;
+        req.background = true;
+        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let exec_id = exec::run_background(l.clone(), cmd, req.stdin).await?;
+        self.process(tenant, id, &procs::process_id(exec_id))
+    }
+
+    fn with_proc<T>(
+        &self,
+        tenant: &str,
+        id: &str,
+        pid: &str,
+        f: impl FnOnce(&procs::Proc) -> T,
+    ) -> Result<T, SandboxError> {
+        let l = self.find(tenant, id)?;
+        let key = procs::Procs::key(pid).ok_or_else(|| no_process(id, pid))?;
+        let procs = l
+            .procs
+            .lock()
+            .map_err(|_| SandboxError::Internal("process table lock poisoned".into()))?;
+        procs
+            .by_id
+            .get(&key)
+            .map(f)
+            .ok_or_else(|| no_process(id, pid))
     }
 
     /// Background processes of a sandbox.
     pub fn processes(&self, tenant: &str, id: &str) -> Result<ProcessList, SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        let procs = l
+            .procs
+            .lock()
+            .map_err(|_| SandboxError::Internal("process table lock poisoned".into()))?;
+        Ok(ProcessList {
+            processes: procs
+                .by_id
+                .iter()
+                .map(|(k, p)| p.info(&procs::process_id(*k)))
+                .collect(),
+        })
     }
 
     /// One background process.
     pub fn process(&self, tenant: &str, id: &str, pid: &str) -> Result<ProcessInfo, SandboxError> {
-        let _ = (tenant, id, pid);
-        Err(unimplemented_yet())
+        self.with_proc(tenant, id, pid, |p| p.info(pid))
     }
 
     /// What a background process has written (last 1 MiB per stream).
@@ -235,8 +445,7 @@ impl Manager {
         id: &str,
         pid: &str,
     ) -> Result<ProcessOutput, SandboxError> {
-        let _ = (tenant, id, pid);
-        Err(unimplemented_yet())
+        self.with_proc(tenant, id, pid, |p| p.output())
     }
 
     /// Writes to a background process's stdin (and optionally closes it).
@@ -247,8 +456,11 @@ impl Manager {
         pid: &str,
         req: StdinWriteRequest,
     ) -> Result<(), SandboxError> {
-        let _ = (tenant, id, pid, req);
-        Err(unimplemented_yet())
+        self.with_proc(tenant, id, pid, |_| ())?;
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        let key = procs::Procs::key(pid).ok_or_else(|| no_process(id, pid))?;
+        exec::write_stdin(&l, key, req.data.as_bytes(), req.eof).await
     }
 
     /// Sends a signal (number) to a process's process group.
@@ -259,8 +471,16 @@ impl Manager {
         pid: &str,
         signal: i32,
     ) -> Result<(), SandboxError> {
-        let _ = (tenant, id, pid, signal);
-        Err(unimplemented_yet())
+        let exited = self.with_proc(tenant, id, pid, |p| p.result.is_some())?;
+        if exited {
+            return Err(SandboxError::Conflict(format!(
+                "process {pid} has already exited"
+            )));
+        }
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        let key = procs::Procs::key(pid).ok_or_else(|| no_process(id, pid))?;
+        exec::signal(&l, key, signal).await
     }
 
     /// Starts an interactive terminal.
@@ -270,8 +490,9 @@ impl Manager {
         id: &str,
         req: PtyRequest,
     ) -> Result<PtySession, SandboxError> {
-        let _ = (tenant, id, req);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        l.ensure_running()?;
+        pty::open(l, req).await
     }
 
     /// Opens a file inside the sandbox for reading: the file and its size. The caller
@@ -282,8 +503,7 @@ impl Manager {
         id: &str,
         path: &str,
     ) -> Result<(tokio::fs::File, u64), SandboxError> {
-        let _ = (tenant, id, path);
-        Err(unimplemented_yet())
+        files::read(&*self.find(tenant, id)?, path).await
     }
 
     /// Writes `body` to a file inside the sandbox (created or truncated, owned by the
@@ -299,8 +519,7 @@ impl Manager {
     where
         R: tokio::io::AsyncRead + Unpin + Send,
     {
-        let _ = (tenant, id, path, body);
-        Err(unimplemented_yet())
+        files::write(&*self.find(tenant, id)?, path, body).await
     }
 
     /// Lists a directory (symlinks not followed).
@@ -310,8 +529,7 @@ impl Manager {
         id: &str,
         path: &str,
     ) -> Result<FileList, SandboxError> {
-        let _ = (tenant, id, path);
-        Err(unimplemented_yet())
+        files::list(&*self.find(tenant, id)?, path).await
     }
 
     /// Stats one path (not following a final symlink).
@@ -321,8 +539,7 @@ impl Manager {
         id: &str,
         path: &str,
     ) -> Result<FileEntry, SandboxError> {
-        let _ = (tenant, id, path);
-        Err(unimplemented_yet())
+        files::stat(&*self.find(tenant, id)?, path).await
     }
 
     /// Creates a directory (with parents when asked).
@@ -333,8 +550,7 @@ impl Manager {
         path: &str,
         parents: bool,
     ) -> Result<(), SandboxError> {
-        let _ = (tenant, id, path, parents);
-        Err(unimplemented_yet())
+        files::mkdir(&*self.find(tenant, id)?, path, parents).await
     }
 
     /// Removes a file, or a directory (recursively when asked).
@@ -345,8 +561,7 @@ impl Manager {
         path: &str,
         recursive: bool,
     ) -> Result<(), SandboxError> {
-        let _ = (tenant, id, path, recursive);
-        Err(unimplemented_yet())
+        files::remove(&*self.find(tenant, id)?, path, recursive).await
     }
 
     /// Renames a path.
@@ -357,8 +572,7 @@ impl Manager {
         from: &str,
         to: &str,
     ) -> Result<(), SandboxError> {
-        let _ = (tenant, id, from, to);
-        Err(unimplemented_yet())
+        files::rename(&*self.find(tenant, id)?, from, to).await
     }
 
     /// Watches a directory; events until the receiver is dropped or the sandbox ends.
@@ -369,15 +583,14 @@ impl Manager {
         path: &str,
         recursive: bool,
     ) -> Result<mpsc::Receiver<WatchEvent>, SandboxError> {
-        let _ = (tenant, id, path, recursive);
-        Err(unimplemented_yet())
+        files::watch(&*self.find(tenant, id)?, path, recursive).await
     }
 
     /// Snapshots the sandbox's writable layer (content-addressed; the sandbox is paused
     /// meanwhile and resumed after).
     pub async fn snapshot(&self, tenant: &str, id: &str) -> Result<Snapshot, SandboxError> {
-        let _ = (tenant, id);
-        Err(unimplemented_yet())
+        let l = self.find(tenant, id)?;
+        snapshot::take(self, &l).await
     }
 
     /// The tenant's snapshots.
@@ -387,29 +600,56 @@ impl Manager {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<SnapshotList, SandboxError> {
-        let _ = (tenant, cursor, limit);
-        Err(unimplemented_yet())
+        snapshot::list(self, tenant, cursor, limit)
     }
 
     /// One snapshot.
     pub fn get_snapshot(&self, tenant: &str, snap: &str) -> Result<Snapshot, SandboxError> {
-        let _ = (tenant, snap);
-        Err(unimplemented_yet())
+        self.store
+            .get_snapshot(tenant, snap)?
+            .map(|s| snapshot::to_api(&s))
+            .ok_or_else(|| SandboxError::NotFound(format!("no snapshot {snap}")))
     }
 
     /// Deletes a snapshot (its files go when no sandbox uses them).
     pub async fn delete_snapshot(&self, tenant: &str, snap: &str) -> Result<(), SandboxError> {
-        let _ = (tenant, snap);
-        Err(unimplemented_yet())
+        snapshot::delete(self, tenant, snap).await
     }
 
     /// Appends the Manager's Prometheus metrics (sandboxes by state, pool depth,
     /// create/exec latency histograms, errors by kind) to `out`.
     pub fn render_metrics(&self, out: &mut String) {
-        let _ = out;
+        let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for l in self.live_list() {
+            *by_state.entry(l.state().as_str()).or_default() += 1;
+        }
+        let pool = self.pool.lock().map(|p| p.len()).unwrap_or(0);
+        self.metrics.render(out, &by_state, pool);
     }
 }
 
-fn unimplemented_yet() -> SandboxError {
-    SandboxError::Unavailable("this operation is being built".into())
+fn not_found(id: &str) -> SandboxError {
+    SandboxError::NotFound(format!("no sandbox {id}"))
+}
+
+fn no_process(id: &str, pid: &str) -> SandboxError {
+    SandboxError::NotFound(format!("no process {pid} in sandbox {id}"))
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(jobs: impl IntoIterator<Item = F>) {
+    let mut set = Vec::new();
+    for j in jobs {
+        set.push(j);
+    }
+    // Teardowns are mostly waiting on the kernel; run them concurrently.
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = set.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }

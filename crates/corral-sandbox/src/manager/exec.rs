@@ -1,0 +1,609 @@
+//! Running commands in a live sandbox: foreground (collected or streamed) and
+//! background. Output travels through pipes whose write ends init hands to the
+//! command; the daemon reads the other ends.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_isolate::ctl::{CtlOp, CtlReply, Stdio};
+use corral_isolate::SandboxUser;
+use corral_types::api::{ExecEvent, ExecRequest};
+use corral_types::RunResult;
+use nix::fcntl::OFlag;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot};
+
+use super::clock::now_ms;
+use super::conn::Exited;
+use super::live::{command_env, Live};
+use super::procs::{process_id, Proc, Tail};
+use super::SandboxError;
+
+/// Default timeout of a foreground command.
+pub(crate) const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-stream cap on collected output of a foreground command; the rest is dropped.
+pub(crate) const OUTPUT_LIMIT: usize = 16 << 20;
+/// How long to wait for a killed process to be reported gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// A validated exec request.
+#[derive(Debug, Clone)]
+pub(crate) struct Command {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub user: SandboxUser,
+    pub timeout: Option<Duration>,
+}
+
+/// Checks an exec request against the sandbox and fills in defaults.
+pub(crate) fn command(
+    live: &Live,
+    req: &ExecRequest,
+    max: Duration,
+) -> Result<Command, SandboxError> {
+    if req.cmd.is_empty() || req.cmd[0].is_empty() {
+        return Err(SandboxError::InvalidRequest(
+            "cmd is empty; give the command and its arguments, e.g. [\"python3\", \"-V\"]".into(),
+        ));
+    }
+    if req.cmd.iter().any(|a| a.contains('\0')) {
+        return Err(SandboxError::InvalidRequest(
+            "cmd contains a NUL byte".into(),
+        ));
+    }
+    check_env(&req.env)?;
+    let user = parse_user(req.user.as_deref())?;
+    if let Some(cwd) = &req.cwd {
+        super::files::check_path(cwd)?;
+    }
+    let timeout = match req.timeout_s {
+        Some(0) => {
+            return Err(SandboxError::InvalidRequest(
+                "timeout_s must be at least 1".into(),
+            ))
+        }
+        Some(s) => Some(Duration::from_secs(s).min(max)),
+        None if req.background => None,
+        None => Some(DEFAULT_EXEC_TIMEOUT.min(max)),
+    };
+    let sandbox_env = live.row().env;
+    Ok(Command {
+        argv: req.cmd.clone(),
+        env: command_env(user, &sandbox_env, &req.env),
+        cwd: req.cwd.clone(),
+        user,
+        timeout,
+    })
+}
+
+/// Checks environment names and values.
+pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), SandboxError> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(SandboxError::InvalidRequest(format!(
+                "invalid environment variable {k:?}: names are non-empty without '=' or NUL, values without NUL"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_user(user: Option<&str>) -> Result<SandboxUser, SandboxError> {
+    match user {
+        None | Some("sandbox") => Ok(SandboxUser::Sandbox),
+        Some("root") => Ok(SandboxUser::Root),
+        Some(other) => Err(SandboxError::InvalidRequest(format!(
+            "unknown user {other:?}; use \"sandbox\" (the default) or \"root\""
+        ))),
+    }
+}
+
+/// A started process and the daemon's ends of its pipes.
+pub(crate) struct Started {
+    pub exec_id: u64,
+    pub pid: u32,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    pub stdin: Option<pipe::Sender>,
+    pub exit: oneshot::Receiver<Exited>,
+    pub began: Instant,
+    pub oom_before: u64,
+}
+
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::Internal(format!("creating a pipe failed: {e}")))
+}
+
+fn receiver(fd: OwnedFd) -> Result<pipe::Receiver, SandboxError> {
+    pipe::Receiver::from_owned_fd(fd)
+        .map_err(|e| SandboxError::Internal(format!("watching a pipe failed: {e}")))
+}
+
+/// Starts `cmd`; `keep_stdin` keeps a writer to its standard input, otherwise the
+/// command reads end of file at once.
+pub(crate) async fn start(
+    live: &Live,
+    cmd: &Command,
+    keep_stdin: bool,
+) -> Result<Started, SandboxError> {
+    let (in_r, in_w) = pipe_pair()?;
+    let (out_r, out_w) = pipe_pair()?;
+    let (err_r, err_w) = pipe_pair()?;
+    let exec_id = live.exec_id();
+    let exit = live.conn.expect_exit(exec_id);
+    let oom_before = live.stats().oom_kills;
+    let began = Instant::now();
+    let op = CtlOp::Exec {
+        id: exec_id,
+        argv: cmd.argv.clone(),
+        env: cmd.env.clone(),
+        cwd: cmd.cwd.clone(),
+        user: cmd.user,
+        stdio: Stdio::Pipes,
+    };
+    let reply = live
+        .conn
+        .call(op, &[in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])
+        .await;
+    // The command holds its own copies now; ours would keep the pipes open forever.
+    drop((in_r, out_w, err_w));
+    let pid = match reply {
+        Ok((CtlReply::Started { pid, .. }, _)) => pid,
+        Ok((other, _)) => {
+            live.conn.forget_exit(exec_id);
+            return Err(SandboxError::Internal(format!(
+                "the sandbox answered an exec with {other:?}"
+            )));
+        }
+        Err(e) => {
+            live.conn.forget_exit(exec_id);
+            return Err(match e {
+                SandboxError::NotFound(m) | SandboxError::PermissionDenied(m) => {
+                    SandboxError::InvalidRequest(m)
+                }
+                other => other,
+            });
+        }
+    };
+    let stdin = if keep_stdin {
+        Some(
+            pipe::Sender::from_owned_fd(in_w)
+                .map_err(|e| SandboxError::Internal(format!("watching a pipe failed: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Started {
+        exec_id,
+        pid: pid.max(0) as u32,
+        stdout: receiver(out_r)?,
+        stderr: receiver(err_r)?,
+        stdin,
+        exit,
+        began,
+        oom_before,
+    })
+}
+
+/// Where output goes while a command runs.
+trait Sink {
+    /// Takes a chunk; false when nobody wants more (the process is then killed).
+    async fn stdout(&mut self, data: &[u8]) -> bool;
+    async fn stderr(&mut self, data: &[u8]) -> bool;
+}
+
+/// Collects up to [`OUTPUT_LIMIT`] per stream.
+#[derive(Default)]
+struct Collect {
+    out: Vec<u8>,
+    err: Vec<u8>,
+    out_trunc: bool,
+    err_trunc: bool,
+}
+
+fn keep(buf: &mut Vec<u8>, trunc: &mut bool, data: &[u8]) {
+    let room = OUTPUT_LIMIT.saturating_sub(buf.len());
+    if data.len() > room {
+        *trunc = true;
+    }
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+impl Sink for Collect {
+    async fn stdout(&mut self, data: &[u8]) -> bool {
+        keep(&mut self.out, &mut self.out_trunc, data);
+        true
+    }
+    async fn stderr(&mut self, data: &[u8]) -> bool {
+        keep(&mut self.err, &mut self.err_trunc, data);
+        true
+    }
+}
+
+/// Sends chunks as events; false once the receiver is gone.
+struct Stream {
+    tx: mpsc::Sender<ExecEvent>,
+    out: Utf8Carry,
+    err: Utf8Carry,
+}
+
+impl Sink for Stream {
+    async fn stdout(&mut self, data: &[u8]) -> bool {
+        let data = self.out.push(data);
+        data.is_empty() || self.tx.send(ExecEvent::Stdout { data }).await.is_ok()
+    }
+    async fn stderr(&mut self, data: &[u8]) -> bool {
+        let data = self.err.push(data);
+        data.is_empty() || self.tx.send(ExecEvent::Stderr { data }).await.is_ok()
+    }
+}
+
+/// Keeps a UTF-8 sequence split between two reads together.
+#[derive(Default)]
+pub(crate) struct Utf8Carry(Vec<u8>);
+
+impl Utf8Carry {
+    pub(crate) fn push(&mut self, data: &[u8]) -> String {
+        self.0.extend_from_slice(data);
+        let cut = match std::str::from_utf8(&self.0) {
+            Ok(_) => self.0.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.0.len(),
+        };
+        let rest = self.0.split_off(cut);
+        let text = String::from_utf8_lossy(&self.0).into_owned();
+        self.0 = rest;
+        text
+    }
+}
+
+/// Background: feeds the tails of a process.
+struct Tails<'a> {
+    live: &'a Live,
+    exec_id: u64,
+}
+
+impl Sink for Tails<'_> {
+    async fn stdout(&mut self, data: &[u8]) -> bool {
+        self.with(|t| t.0.push(data));
+        true
+    }
+    async fn stderr(&mut self, data: &[u8]) -> bool {
+        self.with(|t| t.1.push(data));
+        true
+    }
+}
+
+impl Tails<'_> {
+    fn with(&self, f: impl FnOnce((&mut Tail, &mut Tail))) {
+        if let Ok(mut procs) = self.live.procs.lock() {
+            if let Some(p) = procs.by_id.get_mut(&self.exec_id) {
+                f((&mut p.stdout, &mut p.stderr));
+            }
+        }
+    }
+}
+
+/// How a supervised process ended.
+struct Ended {
+    exited: Option<Exited>,
+    timed_out: bool,
+}
+
+/// Pumps output into `sink` until the process has exited and its pipes are drained,
+/// killing it at `timeout` or when the sink goes away.
+async fn supervise<S: Sink>(
+    live: &Live,
+    s: &mut Started,
+    timeout: Option<Duration>,
+    sink: &mut S,
+) -> Ended {
+    let deadline = timeout.map(|t| tokio::time::Instant::from_std(s.began) + t);
+    let mut out_open = true;
+    let mut err_open = true;
+    let mut exited: Option<Exited> = None;
+    let mut timed_out = false;
+    let mut killed_at: Option<tokio::time::Instant> = None;
+    let mut obuf = vec![0u8; 64 << 10];
+    let mut ebuf = vec![0u8; 64 << 10];
+    let mut exit_rx = Some(&mut s.exit);
+    loop {
+        if exited.is_some() {
+            // The process is gone: what it wrote is already in the pipes. Take that,
+            // but do not wait for descendants that keep the pipes open.
+            while let Some(n) = drain_one(&mut s.stdout, &mut obuf) {
+                if !sink.stdout(&obuf[..n]).await {
+                    break;
+                }
+            }
+            while let Some(n) = drain_one(&mut s.stderr, &mut ebuf) {
+                if !sink.stderr(&ebuf[..n]).await {
+                    break;
+                }
+            }
+            break;
+        }
+        let kill_deadline = killed_at.map(|k| k + KILL_WAIT);
+        tokio::select! {
+            r = s.stdout.read(&mut obuf), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => if !sink.stdout(&obuf[..n]).await { kill(live, s.exec_id, &mut killed_at).await },
+            },
+            r = s.stderr.read(&mut ebuf), if err_open => match r {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => if !sink.stderr(&ebuf[..n]).await { kill(live, s.exec_id, &mut killed_at).await },
+            },
+            r = async { match exit_rx.as_mut() { Some(rx) => (&mut **rx).await, None => std::future::pending().await } } => {
+                exit_rx = None;
+                match r {
+                    Ok(e) => exited = Some(e),
+                    Err(_) => break, // the sandbox went away
+                }
+            },
+            _ = sleep_until(deadline), if killed_at.is_none() && deadline.is_some() => {
+                timed_out = true;
+                kill(live, s.exec_id, &mut killed_at).await;
+            },
+            _ = sleep_until(kill_deadline), if kill_deadline.is_some() => break,
+        }
+    }
+    Ended { exited, timed_out }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One read of what is already in the pipe, straight from the kernel (the pipe is
+/// non-blocking): tokio's cached readiness may not have caught up with data written
+/// just before the process exited.
+fn drain_one(rx: &mut pipe::Receiver, buf: &mut [u8]) -> Option<usize> {
+    match nix::unistd::read(rx.as_fd(), buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+async fn kill(live: &Live, exec_id: u64, killed_at: &mut Option<tokio::time::Instant>) {
+    if killed_at.is_none() {
+        *killed_at = Some(tokio::time::Instant::now());
+        let _ = live
+            .conn
+            .call(
+                CtlOp::Signal {
+                    id: exec_id,
+                    signal: 9,
+                },
+                &[],
+            )
+            .await;
+    }
+}
+
+/// The result of an ended process (output fields filled by the caller).
+fn result(live: &Live, s: &Started, ended: &Ended) -> RunResult {
+    let stats = live.stats();
+    let oom = stats.oom_kills > s.oom_before;
+    let (mut exit_code, mut signal, cpu_us) = match ended.exited {
+        Some(e) => {
+            let status = e.status;
+            if status & 0x7f == 0 {
+                ((status >> 8) & 0xff, None, e.cpu_us)
+            } else {
+                let sig = status & 0x7f;
+                (128 + sig, Some(sig), e.cpu_us)
+            }
+        }
+        None => (128 + 9, Some(9), 0),
+    };
+    if ended.timed_out {
+        exit_code = 124;
+        signal = Some(9);
+    } else if oom && signal == Some(9) {
+        exit_code = 137;
+    }
+    RunResult {
+        exit_code,
+        signal,
+        timed_out: ended.timed_out,
+        oom_killed: oom,
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        duration_ms: s.began.elapsed().as_millis() as u64,
+        peak_memory_bytes: stats.peak_memory_bytes,
+        cpu_time_ms: cpu_us / 1000,
+    }
+}
+
+fn feed_stdin(stdin: Option<pipe::Sender>, text: Option<String>) {
+    if let (Some(mut w), Some(text)) = (stdin, text) {
+        tokio::spawn(async move {
+            let _ = w.write_all(text.as_bytes()).await;
+        });
+    }
+}
+
+/// Runs to completion, collecting output.
+pub(crate) async fn run_collect(
+    live: &Live,
+    cmd: &Command,
+    stdin: Option<String>,
+) -> Result<RunResult, SandboxError> {
+    let mut s = start(live, cmd, stdin.is_some()).await?;
+    feed_stdin(s.stdin.take(), stdin);
+    let mut sink = Collect::default();
+    let ended = supervise(live, &mut s, cmd.timeout, &mut sink).await;
+    let mut r = result(live, &s, &ended);
+    r.stdout = String::from_utf8_lossy(&sink.out).into_owned();
+    r.stderr = String::from_utf8_lossy(&sink.err).into_owned();
+    r.stdout_truncated = sink.out_trunc;
+    r.stderr_truncated = sink.err_trunc;
+    Ok(r)
+}
+
+/// Runs while streaming events; the returned receiver ends after `exit`.
+pub(crate) async fn run_stream(
+    live: Arc<Live>,
+    cmd: Command,
+    stdin: Option<String>,
+) -> Result<mpsc::Receiver<ExecEvent>, SandboxError> {
+    let mut s = start(&live, &cmd, stdin.is_some()).await?;
+    feed_stdin(s.stdin.take(), stdin);
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let mut sink = Stream {
+            tx: tx.clone(),
+            out: Utf8Carry::default(),
+            err: Utf8Carry::default(),
+        };
+        let ended = supervise(&live, &mut s, cmd.timeout, &mut sink).await;
+        let r = result(&live, &s, &ended);
+        let _ = tx.send(ExecEvent::Exit { result: r }).await;
+    });
+    Ok(rx)
+}
+
+/// Starts a background process and returns its table entry's id and pid.
+pub(crate) async fn run_background(
+    live: Arc<Live>,
+    cmd: Command,
+    stdin: Option<String>,
+) -> Result<u64, SandboxError> {
+    let mut s = start(&live, &cmd, true).await?;
+    let stdin_w = Arc::new(tokio::sync::Mutex::new(s.stdin.take()));
+    if let Some(text) = stdin {
+        if let Some(w) = stdin_w.lock().await.as_mut() {
+            let _ = w.write_all(text.as_bytes()).await;
+        }
+    }
+    let exec_id = s.exec_id;
+    if let Ok(mut procs) = live.procs.lock() {
+        procs.insert(Proc {
+            exec_id,
+            pid: s.pid,
+            cmd: cmd.argv.clone(),
+            started_at_ms: now_ms(),
+            result: None,
+            stdout: Tail::default(),
+            stderr: Tail::default(),
+            stdin: Some(stdin_w),
+        });
+    }
+    tokio::spawn(async move {
+        let mut sink = Tails {
+            live: &live,
+            exec_id,
+        };
+        let ended = supervise(&live, &mut s, cmd.timeout, &mut sink).await;
+        let r = result(&live, &s, &ended);
+        if let Ok(mut procs) = live.procs.lock() {
+            if let Some(p) = procs.by_id.get_mut(&exec_id) {
+                p.result = Some(r);
+                p.stdin = None;
+            }
+        }
+    });
+    Ok(exec_id)
+}
+
+/// Writes to a background process's standard input.
+pub(crate) async fn write_stdin(
+    live: &Live,
+    exec_id: u64,
+    data: &[u8],
+    eof: bool,
+) -> Result<(), SandboxError> {
+    let w = live
+        .procs
+        .lock()
+        .ok()
+        .and_then(|p| p.by_id.get(&exec_id).and_then(|p| p.stdin.clone()));
+    let Some(w) = w else {
+        return Err(SandboxError::Conflict(format!(
+            "process {} has exited or its standard input is closed",
+            process_id(exec_id)
+        )));
+    };
+    let mut guard = w.lock().await;
+    let Some(pipe) = guard.as_mut() else {
+        return Err(SandboxError::Conflict(format!(
+            "the standard input of process {} is closed",
+            process_id(exec_id)
+        )));
+    };
+    let write = tokio::time::timeout(Duration::from_secs(30), pipe.write_all(data)).await;
+    match write {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            *guard = None;
+            return Err(SandboxError::Conflict(format!(
+                "writing to process {} failed: {e}",
+                process_id(exec_id)
+            )));
+        }
+        Err(_) => {
+            return Err(SandboxError::Unavailable(format!(
+                "process {} has not read its input for 30 s",
+                process_id(exec_id)
+            )))
+        }
+    }
+    if eof {
+        *guard = None;
+    }
+    Ok(())
+}
+
+/// Sends a signal to a process's group.
+pub(crate) async fn signal(live: &Live, exec_id: u64, sig: i32) -> Result<(), SandboxError> {
+    if !(1..=64).contains(&sig) {
+        return Err(SandboxError::InvalidRequest(format!(
+            "signal {sig} is out of range 1-64"
+        )));
+    }
+    live.conn
+        .call(
+            CtlOp::Signal {
+                id: exec_id,
+                signal: sig,
+            },
+            &[],
+        )
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_reads_is_kept_together() {
+        let mut c = Utf8Carry::default();
+        let e = "é".as_bytes();
+        assert_eq!(c.push(&[b'a', e[0]]), "a");
+        assert_eq!(c.push(&[e[1], b'b']), "éb");
+        assert_eq!(c.push(&[0xff, b'c']), "\u{fffd}c");
+    }
+
+    #[test]
+    fn output_beyond_the_limit_is_dropped_and_flagged() {
+        let mut buf = Vec::new();
+        let mut t = false;
+        keep(&mut buf, &mut t, &vec![0; OUTPUT_LIMIT - 1]);
+        assert!(!t);
+        keep(&mut buf, &mut t, b"xy");
+        assert!(t);
+        assert_eq!(buf.len(), OUTPUT_LIMIT);
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of `corral serve` against a real daemon on loopback, as root:
+//! sandboxes are real. Each test starts its own daemon (own data dir, port, cgroups).
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod exec;
+mod files;
+mod lifecycle;
+mod restart;
