@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::MsgFlags;
 use nix::unistd::Pid;
 
 use crate::agent::SessionCtx;
@@ -86,7 +87,15 @@ pub fn start_session(spec: &SessionSpec, control: UnixListener) -> Result<Sessio
         )
     };
     let (scratch, plan) = prepare::mount_plan(&view, None, 0)?;
-    let (p2c_r, p2c_w) = pipe()?;
+    // The go-ahead travels over a socket, not a pipe: MSG_NOSIGNAL keeps a caller that
+    // does not ignore SIGPIPE alive if init has already died.
+    let (p2c_r, p2c_w) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io_err("creating the sandbox's sync socket"))?;
     let (report_r, report_w) = pipe()?;
     let ctx = ChildCtx {
         p2c_r: p2c_r.as_raw_fd(),
@@ -161,10 +170,12 @@ fn handshake(
         cg.add_pid(pid)?;
     }
     let go = || -> Result<(), RunError> {
-        nix::unistd::write(p2c_w, b"g").map_err(io_err("signalling the sandbox"))?;
+        nix::sys::socket::send(p2c_w.as_raw_fd(), b"g", MsgFlags::MSG_NOSIGNAL)
+            .map_err(io_err("signalling the sandbox"))?;
         Ok(())
     };
-    go()?;
+    // A failed setup has already closed its end; its report (read below) says why.
+    let _ = go();
     let until = Instant::now() + SETUP_TIMEOUT;
     let mut decoder = Decoder::default();
     loop {

@@ -67,7 +67,9 @@ impl Supervisor<'_> {
         if let Some(cg) = cgroup {
             cg.add_pid(self.pid)?;
         }
-        self.go()?;
+        // A sandbox whose setup already failed (e.g. a bad --workdir) has exited and
+        // closed its end: its report, read below, says why, so EPIPE is no error here.
+        let _ = self.go();
         // While the sandbox finishes its setup: remove cgroups a killed corral left.
         if let Some(layout) = layout {
             cgroup::sweep_stale(&RealCgroupFs, layout, &self.spec.cgroup_parent, |pid| {
