@@ -791,4 +791,17 @@ mod tests {
         assert!(err.to_string().contains("/dev/pts"), "{err}");
         assert!(r.calls.last().unwrap().starts_with("FAILED devpts"));
     }
+
+    #[test]
+    fn snapshot_layers_stack_above_the_template() {
+        let layers = [PathBuf::from("/snap/2"), PathBuf::from("/snap/1")];
+        let mut i = input(&[], &[]);
+        i.layers = &layers;
+        let mut r = host_recorder();
+        execute(&plan(&i), &mut r).unwrap();
+        assert!(r.calls.contains(
+            &"overlay overlay /run/c/mnt/root [lowerdir=/snap/2:/snap/1:/t/host,upperdir=/run/c/mnt/upper,workdir=/run/c/mnt/work]"
+                .to_string()
+        ));
+    }
 }
