@@ -1,6 +1,10 @@
 //! corral: a self-hosted, governed sandbox for AI agents.
 
+mod cli_key;
 mod cli_run;
+mod cli_sandbox;
+mod cli_serve;
+mod client_conn;
 mod paths;
 
 use std::process::ExitCode;
@@ -19,6 +23,14 @@ struct Cli {
 enum Command {
     /// Run a command in a fresh, fully isolated sandbox and remove it afterwards.
     Run(cli_run::RunArgs),
+    /// Run the sandbox daemon: the HTTP API under /v1 (see docs/daemon.md).
+    Serve(cli_serve::ServeArgs),
+    /// Sandboxes of a running daemon: create, ls, exec, cp, pause, snapshot, fork, rm.
+    Sandbox(cli_sandbox::SandboxArgs),
+    /// API keys of a running daemon (admin).
+    Key(cli_key::KeyArgs),
+    /// Tenants of a running daemon (admin).
+    Tenant(cli_key::TenantArgs),
 }
 
 /// Exit status when corral itself fails (as opposed to the command).
@@ -37,6 +49,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => cli_run::main(args),
+        // The runtimes live inside these: `corral run` stays single-threaded.
+        Command::Serve(args) => cli_serve::main(args),
+        Command::Sandbox(args) => cli_sandbox::main(args),
+        Command::Key(args) => cli_key::key_main(args),
+        Command::Tenant(args) => cli_key::tenant_main(args),
     }
 }
 
@@ -97,6 +114,9 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 /// Whether a `corral run` has nothing after its `--` (or no `--` at all).
 fn missing_command() -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("run") {
+        return false;
+    }
     match args.iter().position(|a| a == "--") {
         Some(i) => i + 1 == args.len(),
         None => true,

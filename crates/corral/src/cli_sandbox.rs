@@ -1,0 +1,377 @@
+//! `corral sandbox ...`: sandboxes of a running daemon, over corral-client.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use corral_client::{Client, SandboxListParams};
+use corral_types::api::{
+    ExecEvent, ExecRequest, ResourcesRequest, Sandbox, SandboxCreateRequest, SandboxState, Snapshot,
+};
+use corral_types::parse_duration;
+use futures_util::StreamExt;
+
+use crate::client_conn::{key_value, print_json, print_table, run_client, Conn};
+
+/// Sandboxes of a running `corral serve`.
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    cmd: SandboxCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCmd {
+    /// Create a sandbox; prints its id.
+    Create(CreateOpts),
+    /// List sandboxes.
+    Ls {
+        /// Only this state (creating, running, paused, stopping, stopped).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only sandboxes labelled K=V (repeatable).
+        #[arg(long = "metadata", value_name = "K=V", value_parser = key_value)]
+        metadata: Vec<(String, String)>,
+    },
+    /// Show one sandbox.
+    Get {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Run a command in a sandbox; output streams, and corral exits with its status.
+    Exec {
+        /// Sandbox id.
+        id: String,
+        /// Set an environment variable (repeatable).
+        #[arg(long = "env", value_name = "K=V", value_parser = key_value)]
+        env: Vec<(String, String)>,
+        /// Working directory.
+        #[arg(long, value_name = "PATH")]
+        cwd: Option<String>,
+        /// Kill it after this long, e.g. 30s (default 60s).
+        #[arg(long, value_name = "DURATION", value_parser = duration_s)]
+        timeout: Option<u64>,
+        /// `sandbox` (uid 1000) or `root` (of the sandbox's user namespace).
+        #[arg(long)]
+        user: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Copy a file in or out: `cp ./f sb-ID:/home/sandbox/f` or `cp sb-ID:/path ./f`.
+    Cp {
+        /// Source (local path or ID:PATH).
+        src: String,
+        /// Destination (local path or ID:PATH).
+        dst: String,
+    },
+    /// Freeze a sandbox.
+    Pause {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Thaw a paused sandbox.
+    Resume {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Snapshot a sandbox's files; prints the snapshot id.
+    Snapshot {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Create a sandbox from a snapshot.
+    Fork {
+        /// Snapshot id.
+        snapshot: String,
+        #[command(flatten)]
+        opts: CreateOpts,
+    },
+    /// Delete sandboxes.
+    Rm {
+        /// Sandbox ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Set a sandbox's time to live from now, e.g. 10m.
+    Timeout {
+        /// Sandbox id.
+        id: String,
+        /// New time to live.
+        #[arg(value_parser = duration_s)]
+        ttl: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateOpts {
+    /// Template (default host).
+    #[arg(long)]
+    template: Option<String>,
+    /// Time to live, e.g. 5m (default 300s).
+    #[arg(long, value_name = "DURATION", value_parser = duration_s)]
+    timeout: Option<u64>,
+    /// Memory limit, e.g. 512M.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// CPUs, e.g. 0.5.
+    #[arg(long, value_name = "N")]
+    cpus: Option<String>,
+    /// Process limit.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// Writable layer cap, e.g. 1G.
+    #[arg(long, value_name = "SIZE")]
+    disk: Option<String>,
+    /// Environment for every command (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Label (repeatable).
+    #[arg(long = "metadata", value_name = "K=V", value_parser = key_value)]
+    metadata: Vec<(String, String)>,
+}
+
+fn duration_s(s: &str) -> Result<u64, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    Ok(d.as_secs().max(1))
+}
+
+impl CreateOpts {
+    fn request(self, snapshot_id: Option<String>) -> SandboxCreateRequest {
+        SandboxCreateRequest {
+            template: self.template,
+            snapshot_id,
+            timeout_s: self.timeout,
+            resources: ResourcesRequest {
+                memory: self.memory,
+                cpus: self.cpus,
+                pids: self.pids,
+                disk: self.disk,
+            },
+            network: Default::default(),
+            env: self.env.into_iter().collect(),
+            metadata: self.metadata.into_iter().collect(),
+        }
+    }
+}
+
+pub(crate) fn main(args: SandboxArgs) -> ExitCode {
+    run_client(async move {
+        let c = args.conn.client()?;
+        let json = args.conn.json;
+        match args.cmd {
+            SandboxCmd::Create(opts) => {
+                show_created(&c.create_sandbox(&opts.request(None)).await?, json)
+            }
+            SandboxCmd::Fork { snapshot, opts } => show_created(
+                &c.create_sandbox(&opts.request(Some(snapshot))).await?,
+                json,
+            ),
+            SandboxCmd::Ls { state, metadata } => ls(&c, state, metadata, json).await,
+            SandboxCmd::Get { id } => show(&c.get_sandbox(&id).await?, json),
+            SandboxCmd::Pause { id } => show(&c.pause(&id).await?, json),
+            SandboxCmd::Resume { id } => show(&c.resume(&id).await?, json),
+            SandboxCmd::Timeout { id, ttl } => show(&c.set_timeout(&id, ttl).await?, json),
+            SandboxCmd::Snapshot { id } => {
+                let snap: Snapshot = c.snapshot(&id).await?;
+                if json {
+                    return print_json(&snap);
+                }
+                println!("{}", snap.id);
+                Ok(ExitCode::SUCCESS)
+            }
+            SandboxCmd::Rm { ids } => {
+                for id in &ids {
+                    c.delete_sandbox(id).await?;
+                }
+                if json {
+                    return print_json(&serde_json::json!({"deleted": ids}));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            SandboxCmd::Exec {
+                id,
+                env,
+                cwd,
+                timeout,
+                user,
+                cmd,
+            } => {
+                let req = ExecRequest {
+                    cmd,
+                    env: env.into_iter().collect(),
+                    cwd,
+                    stdin: None,
+                    timeout_s: timeout,
+                    background: false,
+                    user,
+                };
+                exec(&c, &id, &req, json).await
+            }
+            SandboxCmd::Cp { src, dst } => cp(&c, &src, &dst, json).await,
+        }
+    })
+}
+
+fn show_created(sb: &Sandbox, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        return print_json(sb);
+    }
+    println!("{}", sb.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(sb: &Sandbox, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        return print_json(sb);
+    }
+    print_table(&HEADER, &[row(sb)]);
+    Ok(ExitCode::SUCCESS)
+}
+
+const HEADER: [&str; 7] = [
+    "ID", "STATE", "TEMPLATE", "MEMORY", "CREATED", "EXPIRES", "METADATA",
+];
+
+fn row(sb: &Sandbox) -> Vec<String> {
+    let meta: Vec<String> = sb
+        .metadata
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    vec![
+        sb.id.clone(),
+        sb.state.as_str().to_string(),
+        sb.template.clone(),
+        format!("{}M", sb.resources.memory_bytes >> 20),
+        sb.created_at.clone(),
+        sb.expires_at.clone(),
+        meta.join(","),
+    ]
+}
+
+async fn ls(
+    c: &Client,
+    state: Option<String>,
+    metadata: Vec<(String, String)>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let state = match state {
+        Some(s) => Some(SandboxState::parse(&s).with_context(|| {
+            format!("unknown state {s:?}: creating, running, paused, stopping or stopped")
+        })?),
+        None => None,
+    };
+    let mut params = SandboxListParams {
+        state,
+        metadata: metadata.into_iter().collect::<BTreeMap<_, _>>(),
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = c.list_sandboxes(&params).await?;
+        all.extend(page.sandboxes);
+        match page.next_cursor {
+            Some(next) => params.cursor = Some(next),
+            None => break,
+        }
+    }
+    if json {
+        return print_json(&serde_json::json!({"sandboxes": all}));
+    }
+    let rows: Vec<Vec<String>> = all.iter().map(row).collect();
+    print_table(&HEADER, &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec(c: &Client, id: &str, req: &ExecRequest, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let r = c.exec(id, req).await?;
+        print_json(&r)?;
+        return Ok(ExitCode::from((r.exit_code & 0xff) as u8));
+    }
+    let mut events = c.exec_stream(id, req).await?;
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    while let Some(ev) = events.next().await {
+        match ev? {
+            ExecEvent::Stdout { data } => {
+                out.write_all(data.as_bytes())?;
+                out.flush()?;
+            }
+            ExecEvent::Stderr { data } => {
+                err.write_all(data.as_bytes())?;
+            }
+            ExecEvent::Exit { result } => {
+                if result.timed_out {
+                    eprintln!("corral: the command timed out");
+                }
+                return Ok(ExitCode::from((result.exit_code & 0xff) as u8));
+            }
+            ExecEvent::Error { code, message } => bail!("{message} ({code})"),
+        }
+    }
+    bail!("the exec stream ended without an exit status")
+}
+
+/// `ID:PATH` (a sandbox path) or a local path.
+fn remote(s: &str) -> Option<(&str, &str)> {
+    let (id, path) = s.split_once(':')?;
+    (id.starts_with("sb-") && path.starts_with('/')).then_some((id, path))
+}
+
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn cp(c: &Client, src: &str, dst: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = match (remote(src), remote(dst)) {
+        (None, Some((id, path))) => {
+            let file = tokio::fs::File::open(src)
+                .await
+                .with_context(|| format!("cannot open {src}"))?;
+            let len = file.metadata().await.map(|m| m.len()).ok();
+            let bar = progress_bar(len);
+            let b = bar.clone();
+            let r = c.upload(id, path, file, move |n| b.set_position(n)).await;
+            bar.finish_and_clear();
+            r?.size_bytes
+        }
+        (Some((id, path)), None) => {
+            let mut file = tokio::fs::File::create(dst)
+                .await
+                .with_context(|| format!("cannot create {dst}"))?;
+            let bar = progress_bar(None);
+            let r = c
+                .download(id, path, &mut file, |n, total| {
+                    if let Some(t) = total {
+                        bar.set_length(t);
+                    }
+                    bar.set_position(n);
+                })
+                .await;
+            bar.finish_and_clear();
+            r?
+        }
+        _ => bail!("cp copies between this machine and a sandbox: one side is ID:/PATH (sb-...:/home/sandbox/f), the other a local path"),
+    };
+    if json {
+        return print_json(&serde_json::json!({"bytes": bytes}));
+    }
+    Ok(ExitCode::SUCCESS)
+}
