@@ -172,11 +172,12 @@ pub(crate) fn ensure_single_threaded() -> Result<(), RunError> {
     }
 }
 
-/// Creates this run's cgroup with its limits (None when the layer is skipped). Done
+/// Creates the sandbox's cgroup with its limits (None when the layer is skipped). Done
 /// before clone: after it, every allocation here would be a copy-on-write fault.
 pub(crate) fn make_cgroup(
     spec: &BoxView<'_>,
     name: &str,
+    pausable: bool,
 ) -> Result<Option<(Cgroup<RealCgroupFs>, CgroupLayout)>, RunError> {
     if spec.skips(Layer::Cgroups) {
         return Ok(None);
@@ -194,6 +195,12 @@ pub(crate) fn make_cgroup(
             ),
         },
     })?;
+    // The v1 freezer (pause) only for sandboxes that can be paused (sessions).
+    let layout = if pausable {
+        layout
+    } else {
+        layout.without_freezer()
+    };
     let cg = Cgroup::create(
         RealCgroupFs,
         layout.clone(),

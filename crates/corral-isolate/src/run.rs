@@ -338,7 +338,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
             std::process::id(),
             RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
         );
-        if let Some((cg, l)) = prepare::make_cgroup(&view, &name)? {
+        if let Some((cg, l)) = prepare::make_cgroup(&view, &name, false)? {
             cgroup = Some(cg);
             layout = Some(l);
         }

@@ -115,7 +115,7 @@ pub fn start_session(spec: &SessionSpec, control: UnixListener) -> Result<Sessio
             sandbox_seccomp,
         }),
     };
-    let cgroup = prepare::make_cgroup(&view, &spec.cgroup_name)?.map(|(cg, _)| cg);
+    let cgroup = prepare::make_cgroup(&view, &spec.cgroup_name, true)?.map(|(cg, _)| cg);
     let pid = prepare::clone_sandbox(ctx)?;
     drop(p2c_r);
     drop(report_w);

@@ -563,3 +563,22 @@ fn a_new_client_replaces_the_old_and_gets_queued_exits() {
     assert_eq!(libc::WEXITSTATUS(st), 4);
     s.shutdown_and_clean();
 }
+
+#[test]
+fn a_session_can_be_frozen_and_thawed() {
+    if !is_root() {
+        return;
+    }
+    let mut s = spawn(None);
+    let (_o, _e) = s.start(1, &["sleep", "100"], SB, None).unwrap();
+    let cg = Cgroup::<RealCgroupFs>::open_existing("", &s.cgroup).unwrap();
+    cg.freeze().unwrap();
+    // Init is frozen too (it is in the cgroup): only the kernel's word here.
+    let state = Path::new("/sys/fs/cgroup/freezer")
+        .join(&s.cgroup)
+        .join("freezer.state");
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "FROZEN");
+    cg.thaw().unwrap();
+    assert_eq!(s.call(CtlOp::Ping, &[]).0, CtlReply::Pong);
+    s.shutdown_and_clean();
+}

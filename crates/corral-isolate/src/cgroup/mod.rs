@@ -235,6 +235,15 @@ impl CgroupLayout {
         }
     }
 
+    /// This layout without the v1 freezer hierarchy: a one-shot run is never paused,
+    /// so it is not created, joined and removed for nothing.
+    pub(crate) fn without_freezer(mut self) -> CgroupLayout {
+        if let CgroupLayout::V1 { mounts } = &mut self {
+            mounts.remove(&Controller::Freezer);
+        }
+        self
+    }
+
     /// The distinct directories a cgroup named `rel` occupies (one per v1 hierarchy); an
     /// empty `rel` is the hierarchies' roots.
     fn dirs(&self, rel: &Path) -> Vec<PathBuf> {
