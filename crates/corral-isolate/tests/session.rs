@@ -241,6 +241,33 @@ impl Sbx {
         assert!(!Path::new("/sys/fs/cgroup/memory")
             .join(&self.cgroup)
             .exists());
+    }
+}
+
+impl Drop for Sbx {
+    /// A failed test still removes its sandbox (thawed first: a frozen one cannot die).
+    fn drop(&mut self) {
+        let cg = Cgroup::<RealCgroupFs>::open_existing("", &self.cgroup).ok();
+        if let Some(cg) = &cg {
+            let _ = cg.thaw();
+        }
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        if cmd.starts_with(b"corral-init") {
+            // SAFETY: kill takes plain integers; the pid is this test's sandbox init.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let until = Instant::now() + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{}/cmdline", self.pid)).exists()
+                && std::fs::read(format!("/proc/{}/cmdline", self.pid))
+                    .map(|c| !c.is_empty())
+                    .unwrap_or(false)
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(cg) = cg {
+            let _ = cg.destroy();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
