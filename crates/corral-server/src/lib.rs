@@ -125,10 +125,14 @@ where
     let local = tcp.local_addr().map_err(ServerError::Serve)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr_file = cfg.data_dir.join("listen.addr");
-    std::fs::write(&addr_file, format!("{local}\n")).map_err(|source| ServerError::AddrFile {
-        path: addr_file.display().to_string(),
-        source,
-    })?;
+    // Written whole, then renamed: a reader never sees half an address.
+    let tmp = cfg.data_dir.join("listen.addr.tmp");
+    std::fs::write(&tmp, format!("{local}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &addr_file))
+        .map_err(|source| ServerError::AddrFile {
+            path: addr_file.display().to_string(),
+            source,
+        })?;
     eprintln!("corral: listening on {scheme}://{local}");
 
     // Shutdown: the signal stops accepting; connections still open after the grace
