@@ -401,6 +401,24 @@ pub(crate) fn recv_packet(
     }
 }
 
+/// Binds the listening end of a control socket at `path` (`SOCK_SEQPACKET`,
+/// close-on-exec), for [`crate::start_session`]. A plain `UnixListener::bind` would
+/// make a stream socket, which the protocol does not speak.
+pub fn listen(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(nix_io)?;
+    let addr = UnixAddr::new(path.as_os_str().as_bytes()).map_err(nix_io)?;
+    bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
+    listen(&fd, Backlog::new(8).map_err(nix_io)?).map_err(nix_io)?;
+    Ok(std::os::unix::net::UnixListener::from(fd))
+}
+
 /// The client end of a sandbox's control socket. Non-blocking: `send` and `recv`
 /// answer `WouldBlock` when the socket is full or empty (wrap it in tokio's `AsyncFd`).
 #[derive(Debug)]

@@ -127,19 +127,7 @@ fn spawn(deadline: Option<u64>) -> Sbx {
 }
 
 fn seqpacket_listener(path: &Path) -> UnixListener {
-    use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
-    listen(&fd, Backlog::new(8).unwrap()).unwrap();
-    UnixListener::from(fd)
+    corral_isolate::ctl::listen(path).unwrap()
 }
 
 fn wait_readable(fd: BorrowedFd<'_>, ms: u16) -> bool {

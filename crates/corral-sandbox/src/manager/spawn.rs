@@ -5,7 +5,6 @@
 //! is serving its control socket.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -165,7 +164,7 @@ fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
         deadline_unix_ms: Some(req.deadline_unix_ms),
     };
     let _ = std::fs::remove_file(&req.socket);
-    let listener = UnixListener::bind(&req.socket)
+    let listener = corral_isolate::ctl::listen(&req.socket)
         .map_err(|e| format!("binding the control socket {}: {e}", req.socket.display()))?;
     let result = corral_isolate::start_session(&spec, listener);
     match result {
