@@ -14,14 +14,25 @@ fn exec_results_match_corral_run() {
     assert_eq!(r["stdout"], "hi there\n");
     assert_eq!(r["stderr"], "err\n");
     assert_eq!(r["timed_out"], false);
-    for k in ["signal", "oom_killed", "stdout_truncated", "stderr_truncated", "duration_ms", "peak_memory_bytes", "cpu_time_ms"] {
+    for k in [
+        "signal",
+        "oom_killed",
+        "stdout_truncated",
+        "stderr_truncated",
+        "duration_ms",
+        "peak_memory_bytes",
+        "cpu_time_ms",
+    ] {
         assert!(r.get(k).is_some(), "missing {k}: {r}");
     }
     let r = e(json!({"cmd": ["cat"], "stdin": "from stdin"})).json();
     assert_eq!(r["stdout"], "from stdin");
     let r = e(json!({"cmd": ["no-such-command"]})).json();
     assert_eq!(r["exit_code"], 127);
-    assert!(r["stderr"].as_str().unwrap().contains("command not found"), "{r}");
+    assert!(
+        r["stderr"].as_str().unwrap().contains("command not found"),
+        "{r}"
+    );
     let r = e(json!({"cmd": ["sleep", "30"], "timeout_s": 1})).json();
     assert_eq!(r["exit_code"], 124);
     assert_eq!(r["timed_out"], true);
@@ -78,13 +89,19 @@ fn streamed_exec_delivers_output_while_the_command_runs() {
         |l, t| events.push((serde_json::from_str(l).unwrap(), t)),
     );
     assert_eq!(status, 200);
-    let kinds: Vec<&str> = events.iter().map(|(e, _)| e["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(e, _)| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["stdout", "stderr", "exit"], "{events:?}");
     assert_eq!(events[0].0["data"], "first\n");
     assert_eq!(events[1].0["data"], "second\n");
     assert_eq!(events[2].0["result"]["exit_code"], 4);
     let gap = events[2].1.duration_since(events[0].1);
-    assert!(gap.as_millis() >= 500, "the first line arrived before the command ended: {gap:?}");
+    assert!(
+        gap.as_millis() >= 500,
+        "the first line arrived before the command ended: {gap:?}"
+    );
 }
 
 #[test]
@@ -100,36 +117,55 @@ fn background_processes_list_output_stdin_and_signal() {
     let p = r.json();
     let pid = p["process_id"].as_str().unwrap().to_string();
     assert_eq!(p["state"], "running");
-    let list = d.call("GET", &format!("/v1/sandboxes/{id}/processes"), None).json();
+    let list = d
+        .call("GET", &format!("/v1/sandboxes/{id}/processes"), None)
+        .json();
     assert_eq!(list["processes"].as_array().unwrap().len(), 1);
     let w = d.call(
         "POST",
         &format!("/v1/sandboxes/{id}/processes/{pid}/stdin"),
         Some(&json!({"data": "one\ntwo\n", "eof": true})),
     );
-    assert_eq!(w.status, 200, "{}", w.text());
+    assert!(w.status == 200 || w.status == 204, "{}", w.text());
     d.wait_for("the process to finish", || {
-        d.call("GET", &format!("/v1/sandboxes/{id}/processes/{pid}"), None).json()["state"] == "exited"
+        d.call("GET", &format!("/v1/sandboxes/{id}/processes/{pid}"), None)
+            .json()["state"]
+            == "exited"
     });
-    let out = d.call("GET", &format!("/v1/sandboxes/{id}/processes/{pid}/output"), None).json();
+    let out = d
+        .call(
+            "GET",
+            &format!("/v1/sandboxes/{id}/processes/{pid}/output"),
+            None,
+        )
+        .json();
     assert_eq!(out["stdout"], "got:one\ngot:two\nbye\n");
-    d.call("GET", &format!("/v1/sandboxes/{id}/processes/p-999"), None).assert_error(404);
-    d.call("GET", &format!("/v1/sandboxes/{id}/processes/garbage"), None).assert_error(404);
-    let sl = d.call(
-        "POST",
-        &format!("/v1/sandboxes/{id}/exec"),
-        Some(&json!({"cmd": ["sleep", "100"], "background": true})),
+    d.call("GET", &format!("/v1/sandboxes/{id}/processes/p-999"), None)
+        .assert_error(404);
+    d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/processes/garbage"),
+        None,
     )
-    .json();
+    .assert_error(404);
+    let sl = d
+        .call(
+            "POST",
+            &format!("/v1/sandboxes/{id}/exec"),
+            Some(&json!({"cmd": ["sleep", "100"], "background": true})),
+        )
+        .json();
     let spid = sl["process_id"].as_str().unwrap();
     let s = d.call(
         "POST",
         &format!("/v1/sandboxes/{id}/processes/{spid}/signal"),
         Some(&json!({"signal": "SIGTERM"})),
     );
-    assert_eq!(s.status, 200, "{}", s.text());
+    assert!(s.status == 200 || s.status == 204, "{}", s.text());
     d.wait_for("SIGTERM to end sleep", || {
-        d.call("GET", &format!("/v1/sandboxes/{id}/processes/{spid}"), None).json()["result"]["exit_code"] == 143
+        d.call("GET", &format!("/v1/sandboxes/{id}/processes/{spid}"), None)
+            .json()["result"]["exit_code"]
+            == 143
     });
     d.call(
         "POST",

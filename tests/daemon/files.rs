@@ -14,7 +14,10 @@ fn put(d: &Daemon, id: &str, path: &str, data: &[u8]) -> crate::harness::Resp {
     d.raw(
         "PUT",
         &format!("/v1/sandboxes/{id}/files?path={path}"),
-        &[("Authorization", &auth), ("Content-Type", "application/octet-stream")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/octet-stream"),
+        ],
         Some(data),
     )
     .unwrap()
@@ -28,37 +31,103 @@ fn upload_download_list_stat_mkdir_rename_remove() {
     let r = put(&d, &id, "/home/sandbox/blob.bin", &data);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["size_bytes"], data.len());
-    let got = d.call("GET", &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/blob.bin"), None);
+    let got = d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/blob.bin"),
+        None,
+    );
     assert_eq!(got.status, 200);
     assert_eq!(got.body, data);
     let owner = d.exec(&id, &["stat", "-c", "%u %s", "/home/sandbox/blob.bin"]);
-    assert_eq!(owner["stdout"], format!("1000 {}\n", data.len()), "owned by the sandbox user");
-    let mk = d.call("POST", &format!("/v1/sandboxes/{id}/files/mkdir"), Some(&json!({"path": "/home/sandbox/a/b/c"})));
-    assert_eq!(mk.status, 200, "{}", mk.text());
-    let list = d.call("GET", &format!("/v1/sandboxes/{id}/files/list?path=/home/sandbox"), None).json();
-    let names: Vec<&str> = list["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"a") && names.contains(&"blob.bin"), "{list}");
-    let blob = list["entries"].as_array().unwrap().iter().find(|e| e["name"] == "blob.bin").unwrap();
+    assert_eq!(
+        owner["stdout"],
+        format!("1000 {}\n", data.len()),
+        "owned by the sandbox user"
+    );
+    let mk = d.call(
+        "POST",
+        &format!("/v1/sandboxes/{id}/files/mkdir"),
+        Some(&json!({"path": "/home/sandbox/a/b/c"})),
+    );
+    assert!(mk.status == 200 || mk.status == 204, "{}", mk.text());
+    let list = d
+        .call(
+            "GET",
+            &format!("/v1/sandboxes/{id}/files/list?path=/home/sandbox"),
+            None,
+        )
+        .json();
+    let names: Vec<&str> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a") && names.contains(&"blob.bin"),
+        "{list}"
+    );
+    let blob = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "blob.bin")
+        .unwrap();
     assert_eq!(blob["type"], "file");
     assert_eq!(blob["size"], data.len());
     assert_eq!(blob["path"], "/home/sandbox/blob.bin");
-    let st = d.call("GET", &format!("/v1/sandboxes/{id}/files/stat?path=/home/sandbox/a"), None).json();
+    let st = d
+        .call(
+            "GET",
+            &format!("/v1/sandboxes/{id}/files/stat?path=/home/sandbox/a"),
+            None,
+        )
+        .json();
     assert_eq!(st["type"], "dir");
     let mv = d.call(
         "POST",
         &format!("/v1/sandboxes/{id}/files/rename"),
         Some(&json!({"from": "/home/sandbox/blob.bin", "to": "/home/sandbox/a/moved.bin"})),
     );
-    assert_eq!(mv.status, 200, "{}", mv.text());
-    d.call("GET", &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/blob.bin"), None).assert_error(404);
-    let rm = d.call("DELETE", &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/a&recursive=true"), None);
+    assert!(mv.status == 200 || mv.status == 204, "{}", mv.text());
+    d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/blob.bin"),
+        None,
+    )
+    .assert_error(404);
+    let rm = d.call(
+        "DELETE",
+        &format!("/v1/sandboxes/{id}/files?path=/home/sandbox/a&recursive=true"),
+        None,
+    );
     assert!(rm.status == 200 || rm.status == 204, "{}", rm.text());
-    d.call("GET", &format!("/v1/sandboxes/{id}/files/stat?path=/home/sandbox/a"), None).assert_error(404);
+    d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/files/stat?path=/home/sandbox/a"),
+        None,
+    )
+    .assert_error(404);
     // The read-only root refuses writes with a clear error.
     let ro = put(&d, &id, "/usr/bin/evil", b"x");
-    assert!(ro.status == 403 || ro.status == 400, "{} {}", ro.status, ro.text());
-    d.call("GET", &format!("/v1/sandboxes/{id}/files?path=relative"), None).assert_error(400);
-    d.call("GET", &format!("/v1/sandboxes/{id}/files/list?path=/home/sandbox/nothing"), None).assert_error(404);
+    assert!(
+        ro.status == 403 || ro.status == 400,
+        "{} {}",
+        ro.status,
+        ro.text()
+    );
+    d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/files?path=relative"),
+        None,
+    )
+    .assert_error(400);
+    d.call(
+        "GET",
+        &format!("/v1/sandboxes/{id}/files/list?path=/home/sandbox/nothing"),
+        None,
+    )
+    .assert_error(404);
 }
 
 #[test]
@@ -90,12 +159,24 @@ fn no_path_trick_reaches_a_host_file() {
             r.status,
             r.text()
         );
-        assert!(r.status >= 400 && r.status < 500 || r.status == 200, "{p}: {}", r.status);
+        assert!(
+            r.status >= 400 && r.status < 500 || r.status == 200,
+            "{p}: {}",
+            r.status
+        );
     }
     // Writing through a symlink pointing at a host path lands inside the sandbox, never
     // on the host.
     let target = d.env.state.path().join("written-by-sandbox");
-    d.exec(&id, &["ln", "-s", &target.display().to_string(), "/home/sandbox/out"]);
+    d.exec(
+        &id,
+        &[
+            "ln",
+            "-s",
+            &target.display().to_string(),
+            "/home/sandbox/out",
+        ],
+    );
     let _ = put(&d, &id, "/home/sandbox/out", b"pwned");
     assert!(!target.exists(), "a sandbox symlink wrote a host file");
 }

@@ -44,6 +44,7 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    #[allow(dead_code)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -55,8 +56,13 @@ impl Resp {
     pub fn assert_error(&self, status: u16) -> String {
         assert_eq!(self.status, status, "body: {}", self.text());
         let v = self.json();
-        let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {v}"));
-        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty(), "{v}");
+        let code = v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {v}"));
+        assert!(
+            !v["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{v}"
+        );
         code.to_string()
     }
 }
@@ -126,7 +132,10 @@ impl Daemon {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("corral serve exited early: {st}");
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "corral serve did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "corral serve did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // The listener is up once the address is written; wait for health anyway.
@@ -156,13 +165,19 @@ impl Daemon {
     /// SIGTERM and wait: a graceful shutdown.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("daemon running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let t0 = Instant::now();
         loop {
             if let Ok(Some(st)) = c.try_wait() {
                 return st;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "daemon ignored SIGTERM");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "daemon ignored SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -177,7 +192,10 @@ impl Daemon {
     ) -> Option<Resp> {
         let mut s = TcpStream::connect(&self.addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -229,7 +247,11 @@ impl Daemon {
 
     /// Creates a tenant with an agent key; returns the key's secret.
     pub fn tenant_key(&self, name: &str) -> String {
-        let r = self.call("POST", "/v1/tenants", Some(&serde_json::json!({ "name": name })));
+        let r = self.call(
+            "POST",
+            "/v1/tenants",
+            Some(&serde_json::json!({ "name": name })),
+        );
         assert!(r.status == 201 || r.status == 200, "tenant: {}", r.text());
         let r = self.call(
             "POST",
@@ -244,7 +266,10 @@ impl Daemon {
     pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
         let t0 = Instant::now();
         while !f() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -252,7 +277,10 @@ impl Daemon {
     /// Cgroups of this daemon's sandboxes still present.
     pub fn leftover_cgroups(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for root in cgroup_roots().into_iter().chain([PathBuf::from("/sys/fs/cgroup/freezer")]) {
+        for root in cgroup_roots()
+            .into_iter()
+            .chain([PathBuf::from("/sys/fs/cgroup/freezer")])
+        {
             let parent = root.join(&self.env.cgroup_parent);
             if let Ok(rd) = std::fs::read_dir(&parent) {
                 for e in rd.flatten() {
@@ -344,12 +372,7 @@ fn read_response(mut r: BufReader<TcpStream>) -> Option<Resp> {
 
 /// Reads a streamed (chunked) response line by line, calling `f` with each line and
 /// the time it arrived.
-pub fn stream_lines(
-    d: &Daemon,
-    path: &str,
-    body: &Value,
-    mut f: impl FnMut(&str, Instant),
-) -> u16 {
+pub fn stream_lines(d: &Daemon, path: &str, body: &Value, mut f: impl FnMut(&str, Instant)) -> u16 {
     let mut s = TcpStream::connect(&d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let b = serde_json::to_vec(body).unwrap();
@@ -377,7 +400,9 @@ pub fn stream_lines(
         if r.read_line(&mut size).unwrap_or(0) == 0 {
             break;
         }
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 {
             break;
         }
@@ -395,4 +420,3 @@ pub fn stream_lines(
     }
     status
 }
-

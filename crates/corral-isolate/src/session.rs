@@ -39,13 +39,13 @@ const FSIZE_MARGIN: u64 = 1 << 20;
 /// The start time (field 22 of /proc/PID/stat) of a live process.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = crate::procfs::read_small(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that ends the command name start at number 3.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    // Fields after the ")" that ends the command name start at number 3; field 3 is
+    // the state. A zombie (or dead) process is not alive, whatever its start time.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn validate(spec: &SessionSpec) -> Result<(), RunError> {

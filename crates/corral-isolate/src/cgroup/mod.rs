@@ -553,6 +553,28 @@ impl<F: CgroupFs> Cgroup<F> {
         }
     }
 
+    /// SIGKILLs every process in the cgroup (in each hierarchy). Killing a sandbox's
+    /// init this way ends its whole pid namespace. A frozen cgroup is thawed first: a
+    /// frozen task does not die until it runs.
+    pub fn kill_all(&self) {
+        let _ = self.thaw();
+        for dir in &self.created {
+            if let Ok(procs) = self.fs.read(&dir.join("cgroup.procs")) {
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    if pid > 0 {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes the cgroup. Tasks that are exiting can keep it busy for a moment, so
     /// EBUSY is retried for up to ~2 s before giving up.
     pub fn destroy(mut self) -> Result<(), CgroupError> {

@@ -24,6 +24,9 @@ const KEEP_STOPPED_MS: u64 = 24 * 3600 * 1000;
 const TTL_TICK: Duration = Duration::from_millis(250);
 /// How long init gets to end everything itself before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Init's own deadline trails the daemon's expiry by this much: the daemon normally
+/// ends a sandbox at expiry; init's deadline is the backstop for when no daemon runs.
+pub(crate) const INIT_DEADLINE_GRACE_MS: u64 = 5_000;
 /// Longest unix socket path (sun_path is 108 bytes with its NUL).
 const SUN_PATH_MAX: usize = 107;
 
@@ -107,9 +110,11 @@ fn parse_resources(m: &Manager, req: &SandboxCreateRequest) -> Result<Resources,
         None => m.cfg.default_cpu_millis,
         Some(s) => match s.trim().parse::<f64>() {
             Ok(c) if (0.01..=1024.0).contains(&c) => (c * 1000.0).round() as u64,
-            _ => return Err(SandboxError::InvalidRequest(format!(
+            _ => {
+                return Err(SandboxError::InvalidRequest(format!(
                 "resources.cpus {s:?} must be a number of CPUs between 0.01 and 1024, e.g. \"0.5\""
-            ))),
+            )))
+            }
         },
     };
     let pids = r.pids.unwrap_or(m.cfg.default_pids);
@@ -330,7 +335,7 @@ impl Manager {
         l.conn
             .call(
                 CtlOp::SetDeadline {
-                    unix_ms: Some(row.expires_at_ms),
+                    unix_ms: Some(row.expires_at_ms + INIT_DEADLINE_GRACE_MS),
                 },
                 &[],
             )
@@ -367,8 +372,9 @@ impl Manager {
                 .iter()
                 .map(|l| l.name().to_string())
                 .collect(),
-            deadline_unix_ms: row.expires_at_ms,
+            deadline_unix_ms: row.expires_at_ms + INIT_DEADLINE_GRACE_MS,
             socket: socket.clone(),
+            daemon_pid: std::process::id(),
         };
         let attempt = async {
             let (pid, start) = spawn(&self.cfg.corral_exe, &req).await?;
@@ -418,7 +424,14 @@ impl Manager {
         tokio::spawn(async move {
             l.conn.closed().await;
             if !l.stopping.load(Ordering::Acquire) && !me.shutting_down.load(Ordering::Acquire) {
-                me.teardown(&l, "died").await;
+                // Init ends itself at its deadline (a backstop set a little after the
+                // daemon's own expiry); that is an expiry, not a death.
+                let reason = if now_ms() >= l.row().expires_at_ms {
+                    "expired"
+                } else {
+                    "died"
+                };
+                me.teardown(&l, reason).await;
             }
         });
     }
@@ -437,6 +450,8 @@ impl Manager {
             }
             if !skip_cg {
                 if let Ok(c) = Cgroup::<RealCgroupFs>::open_existing(&parent, &id) {
+                    // Whatever is still in it (an init whose pid was never recorded).
+                    c.kill_all();
                     let _ = c.destroy();
                 }
             }
@@ -473,6 +488,7 @@ impl Manager {
                 kill_and_reap(pid, start);
             }
             if let Some(c) = cgroup {
+                c.kill_all();
                 let _ = c.destroy();
             }
             let _ = std::fs::remove_file(&socket);
@@ -606,8 +622,11 @@ impl Manager {
 
     async fn pool_loop(self: Arc<Self>) {
         loop {
+            if self.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
             let depth = self.pool.lock().map(|p| p.len()).unwrap_or(usize::MAX);
-            if depth >= self.cfg.pool_size || self.shutting_down.load(Ordering::Acquire) {
+            if depth >= self.cfg.pool_size {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), self.wake_pool.notified()).await;
                 continue;
@@ -632,6 +651,10 @@ impl Manager {
                 stop_reason: None,
             };
             match self.build(row, Vec::new()).await {
+                Ok(l) if self.shutting_down.load(Ordering::Acquire) => {
+                    self.teardown(&l, "daemon_shutdown").await;
+                    return;
+                }
                 Ok(l) => {
                     if let Ok(mut p) = self.pool.lock() {
                         p.push(l);

@@ -176,8 +176,22 @@ impl Manager {
     /// configured to keep them) every sandbox.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        if let Ok(mut t) = self.tasks.lock() {
-            for h in t.drain(..) {
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        // The TTL and health loops hold nothing; the pool loop may be in the middle of a
+        // build, which must finish (or fail and clean up) rather than be cut off.
+        self.wake_pool.notify_one();
+        let pool_task = tasks
+            .len()
+            .checked_sub(1)
+            .filter(|_| self.cfg.pool_size > 0);
+        for (i, h) in tasks.into_iter().enumerate() {
+            if Some(i) == pool_task {
+                let _ = h.await;
+            } else {
                 h.abort();
             }
         }
@@ -226,7 +240,17 @@ impl Manager {
         req: SandboxCreateRequest,
     ) -> Result<Sandbox, SandboxError> {
         let t0 = std::time::Instant::now();
-        let r = self.create_inner(tenant, quota, req).await;
+        let Some(me) = self.me.upgrade() else {
+            return Err(SandboxError::Unavailable(
+                "the daemon is shutting down".into(),
+            ));
+        };
+        let (tenant, quota) = (tenant.to_string(), quota.clone());
+        // In a task of its own: a client that hangs up mid-create must not cut a build
+        // off half-way (the sandbox is then simply there, listed for its tenant).
+        let r = tokio::spawn(async move { me.create_inner(&tenant, &quota, req).await })
+            .await
+            .unwrap_or_else(|e| Err(SandboxError::Internal(format!("create task failed: {e}"))));
         self.metrics.observe_create(t0.elapsed(), &r);
         r
     }
@@ -304,7 +328,10 @@ impl Manager {
             Err(SandboxError::Conflict(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.teardown(&l, "deleted").await;
+        // In a task of its own, so a client hanging up cannot stop a teardown half-way.
+        if let Some(me) = self.me.upgrade() {
+            let _ = tokio::spawn(async move { me.teardown(&l, "deleted").await }).await;
+        }
         Ok(())
     }
 

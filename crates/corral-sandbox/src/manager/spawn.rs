@@ -34,6 +34,8 @@ pub(crate) struct SpawnRequest {
     pub deadline_unix_ms: u64,
     /// Where init's control socket is bound.
     pub socket: PathBuf,
+    /// The daemon's pid: the spawner dies with it (and checks it is still there).
+    pub daemon_pid: u32,
 }
 
 /// What was built.
@@ -136,6 +138,14 @@ pub fn spawn_main() -> i32 {
 }
 
 fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
+    // If the daemon dies mid-build, so does the spawner, before it can leave a sandbox
+    // nobody knows of: a half-built init sees its setup pipe close and exits, a built
+    // one is found by the next daemon through its `creating` row and cgroup.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    if nix::unistd::getppid().as_raw() as u32 != req.daemon_pid {
+        return Err("the daemon that asked for this sandbox is gone".into());
+    }
     let mut rootfs = resolve_template(&req.data_dir, &req.template, req.id_map_base)
         .map_err(|e| corral_isolate::error_chain(&e))?;
     rootfs.layers = req.layers.clone();
