@@ -6,6 +6,7 @@
 mod common;
 mod harness;
 
+mod cli;
 mod exec;
 mod files;
 mod lifecycle;
