@@ -174,3 +174,50 @@ fn background_processes_list_output_stdin_and_signal() {
     )
     .assert_error(400);
 }
+
+#[test]
+fn processes_of_separate_execs_can_signal_each_other() {
+    let d = Daemon::start(0);
+    let id = d.create(json!({}));
+    let bg = d
+        .call(
+            "POST",
+            &format!("/v1/sandboxes/{id}/exec"),
+            Some(&json!({"cmd": ["sleep", "300"], "background": true})),
+        )
+        .json();
+    let pid = bg["process_id"].as_str().unwrap().to_string();
+    // The everyday pattern: start a server in one call, stop it from another.
+    let r = d.exec(&id, &["pkill", "-TERM", "-x", "sleep"]);
+    assert_eq!(r["exit_code"], 0, "{r}");
+    d.wait_for("sleep to end", || {
+        d.call("GET", &format!("/v1/sandboxes/{id}/processes/{pid}"), None)
+            .json()["result"]["exit_code"]
+            == 143
+    });
+    // Sharing a domain with init does not let anything inside kill or trace it, not
+    // even the sandbox's root.
+    for user in ["sandbox", "root"] {
+        let r = d
+            .call(
+                "POST",
+                &format!("/v1/sandboxes/{id}/exec"),
+                Some(&json!({"cmd": ["sh", "-c", "kill -KILL 1; kill -TERM 1; kill -USR1 1; echo sent"], "user": user})),
+            )
+            .json();
+        assert!(r["stdout"].as_str().unwrap().contains("sent"), "{r}");
+        let t = d
+            .call(
+                "POST",
+                &format!("/v1/sandboxes/{id}/exec"),
+                Some(&json!({"cmd": ["python3", "-c", "import ctypes;l=ctypes.CDLL(None);print(l.ptrace(16,1,0,0))"], "user": user})),
+            )
+            .json();
+        assert_eq!(t["stdout"], "-1\n", "PTRACE_ATTACH to init must fail: {t}");
+        assert_eq!(
+            d.exec(&id, &["true"])["exit_code"],
+            0,
+            "init survived signals from {user}"
+        );
+    }
+}

@@ -85,13 +85,28 @@ pub(crate) fn serve(
             child::exit(125)
         }
     };
+    // One Landlock domain for the whole session, entered by init itself, so every
+    // process it starts shares it (none nests a domain of its own): a process of one
+    // exec can signal, or connect to an abstract socket of, a process of another, as
+    // on any machine, while nothing in the sandbox can signal out of it. Init stays
+    // protected: uid 1000 may not signal it, and the kernel drops every signal from
+    // inside a pid namespace to its init that init has no handler for (it has none).
+    if let Some(ruleset) = &landlock {
+        if let Err(e) = crate::landlock_layer::restrict_fd(ruleset.as_raw_fd()) {
+            let msg = format!("entering the sandbox's Landlock domain: {e}");
+            report::send(fd(ctx.report_w), report::TAG_ERROR, msg.as_bytes());
+            child::exit(125)
+        }
+    }
+    drop(landlock);
     // Ready: the caller returns and (normally) exits; init is on its own from here.
     report::send(fd(ctx.report_w), TAG_READY, &[]);
     let _ = nix::unistd::close(ctx.report_w);
     let mut agent = Agent {
         env: ops::OpEnv {
             ctx,
-            landlock: landlock.as_ref().map(|l| l.as_raw_fd()),
+            // Entered above, inherited by every child.
+            landlock: None,
             sandbox_seccomp: session.sandbox_seccomp.as_ref(),
         },
         listener: fd(session.listener),
@@ -194,7 +209,11 @@ impl Agent<'_> {
 
     fn signals(&mut self) {
         while let Ok(Some(info)) = self.sigfd.read_signal() {
-            if info.ssi_signo == Signal::SIGTERM as u32 {
+            // Only a SIGTERM from outside the sandbox (the host, the daemon) ends it:
+            // a sender in another pid namespace shows as pid 0. The sandbox's own root
+            // may signal init (same Landlock domain, CAP_KILL in its user namespace),
+            // and is ignored.
+            if info.ssi_signo == Signal::SIGTERM as u32 && info.ssi_pid == 0 {
                 self.finish();
             }
         }
