@@ -10,4 +10,5 @@ mod cli;
 mod exec;
 mod files;
 mod lifecycle;
+mod pty;
 mod restart;
