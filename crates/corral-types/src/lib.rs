@@ -8,8 +8,10 @@
 pub mod api;
 mod error;
 mod run_result;
+mod time;
 mod units;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use run_result::RunResult;
+pub use time::rfc3339_ms;
 pub use units::{parse_duration, parse_size, UnitError};
