@@ -532,6 +532,12 @@ impl Manager {
                 let conn = Conn::connect(&socket);
                 let cgroup = self.open_cgroup(&row.id);
                 if let (Ok(conn), Ok(cgroup)) = (conn, cgroup) {
+                    // A crash during a snapshot can leave a running sandbox frozen.
+                    if row.state == SandboxState::Running {
+                        if let Some(c) = &cgroup {
+                            let _ = c.thaw();
+                        }
+                    }
                     let live = Live::new(row.clone(), conn, cgroup, socket);
                     // Exits of processes started by the previous daemon are not waited
                     // for; init's queue of them is simply drained by the reader.
@@ -549,6 +555,17 @@ impl Manager {
             } else {
                 let reason = if alive { "daemon_restart" } else { "died" };
                 let _ = self.store.set_stopped(&row.id, reason, now_ms());
+            }
+        }
+        // Half-copied snapshots of a daemon that died mid-snapshot, and layers whose
+        // record was never written (or whose last record was deleted).
+        let layers = self.store.snapshot_layers()?;
+        if let Ok(rd) = std::fs::read_dir(self.cfg.data_dir.join("snapshots")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") || !layers.contains(&name) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
             }
         }
         // Sockets no row accounts for (a create whose row was never written).

@@ -455,6 +455,17 @@ impl Store {
             Ok(refs > 0)
         })
     }
+
+    /// Every snapshot layer some record refers to.
+    pub(crate) fn snapshot_layers(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, SandboxError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT DISTINCT layer FROM snapshots")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+    }
 }
 
 #[cfg(test)]
