@@ -149,6 +149,9 @@ impl Manager {
     /// (TTL, health check, warm pool).
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, SandboxError> {
         lifecycle::prepare_dirs(&cfg)?;
+        // One control socket per sandbox plus pipes per running command: the usual
+        // soft limit of 1024 descriptors would cap a host at a few hundred sandboxes.
+        raise_nofile();
         // Sandbox inits outlive the short-lived spawner that forks them; as a child
         // subreaper the daemon becomes their parent and reaps them.
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| {
@@ -652,6 +655,16 @@ impl Manager {
         }
         let pool = self.pool.lock().map(|p| p.len()).unwrap_or(0);
         self.metrics.render(out, &by_state, pool);
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (best effort).
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 
