@@ -10,5 +10,6 @@ mod cli;
 mod exec;
 mod files;
 mod lifecycle;
+mod openapi_check;
 mod pty;
 mod restart;

@@ -200,54 +200,45 @@ fn pty_refusals_are_json_errors() {
     let id = d.create(json!({}));
     let path = format!("/v1/sandboxes/{id}/pty");
 
-    let (status, body) = connect(&d, &path, None)
-        .err()
-        .expect("upgraded without a key");
+    let (status, body) = connect(&d, &path, None).expect_err("upgraded without a key");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("unauthenticated"), "{body}");
-    let (status, body) = connect(&d, &path, Some("crl_nope"))
-        .err()
-        .expect("upgraded with a wrong key");
+    let (status, body) =
+        connect(&d, &path, Some("crl_nope")).expect_err("upgraded with a wrong key");
     assert_eq!(status, 401, "{body}");
 
     let ghost = "/v1/sandboxes/sb-00000000000000000000/pty";
-    let (status, body) = connect(&d, ghost, Some(&d.key))
-        .err()
-        .expect("upgraded for an unknown sandbox");
+    let (status, body) =
+        connect(&d, ghost, Some(&d.key)).expect_err("upgraded for an unknown sandbox");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("not_found"), "{body}");
 
     // Another tenant's sandbox does not exist for it.
     let agent = d.tenant_key("other");
-    let (status, body) = connect(&d, &path, Some(&agent))
-        .err()
-        .expect("upgraded for another tenant's sandbox");
+    let (status, body) =
+        connect(&d, &path, Some(&agent)).expect_err("upgraded for another tenant's sandbox");
     assert_eq!(status, 404, "{body}");
 
     // A bad query and a plain GET (no upgrade) are 400s in the JSON shape.
     let (status, body) = connect(&d, &format!("{path}?rows=lots"), Some(&d.key))
-        .err()
-        .expect("upgraded with rows=lots");
+        .expect_err("upgraded with rows=lots");
     assert_eq!(status, 400, "{body}");
     let (status, body) = connect(&d, &format!("{path}?bogus=1"), Some(&d.key))
-        .err()
-        .expect("upgraded with an unknown query parameter");
+        .expect_err("upgraded with an unknown query parameter");
     assert_eq!(status, 400, "{body}");
     d.call("GET", &path, None).assert_error(400);
 
     // A paused sandbox cannot start a terminal: a conflict, not a hang or a 500.
     let p = d.call("POST", &format!("/v1/sandboxes/{id}/pause"), None);
     assert_eq!(p.status, 200, "{}", p.text());
-    let (status, body) = connect(&d, &path, Some(&d.key))
-        .err()
-        .expect("upgraded on a paused sandbox");
+    let (status, body) =
+        connect(&d, &path, Some(&d.key)).expect_err("upgraded on a paused sandbox");
     assert_eq!(status, 409, "{body}");
     d.call("POST", &format!("/v1/sandboxes/{id}/resume"), None);
 
     // A deleted one: 409 (it exists, stopped), as for exec.
     d.call("DELETE", &path[..path.len() - 4], None);
-    let (status, body) = connect(&d, &path, Some(&d.key))
-        .err()
-        .expect("upgraded on a deleted sandbox");
+    let (status, body) =
+        connect(&d, &path, Some(&d.key)).expect_err("upgraded on a deleted sandbox");
     assert_eq!(status, 409, "{body}");
 }
