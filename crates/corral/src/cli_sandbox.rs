@@ -353,9 +353,13 @@ async fn cp(c: &Client, src: &str, dst: &str, json: bool) -> anyhow::Result<Exit
             r?.size_bytes
         }
         (Some((id, path)), None) => {
-            let mut file = tokio::fs::File::create(dst)
+            // Into a sibling file renamed over `dst` only once complete: a failed
+            // download (unknown sandbox, missing file, broken connection) leaves an
+            // existing `dst` untouched and creates nothing.
+            let part = format!("{dst}.corral-part");
+            let mut file = tokio::fs::File::create(&part)
                 .await
-                .with_context(|| format!("cannot create {dst}"))?;
+                .with_context(|| format!("cannot create {part}"))?;
             let bar = progress_bar(None);
             let r = c
                 .download(id, path, &mut file, |n, total| {
@@ -366,7 +370,19 @@ async fn cp(c: &Client, src: &str, dst: &str, json: bool) -> anyhow::Result<Exit
                 })
                 .await;
             bar.finish_and_clear();
-            r?
+            drop(file);
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&part).await;
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = tokio::fs::rename(&part, dst).await {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(e).with_context(|| format!("cannot write {dst}"));
+            }
+            n
         }
         _ => bail!("cp copies between this machine and a sandbox: one side is ID:/PATH (sb-...:/home/sandbox/f), the other a local path"),
     };
