@@ -273,6 +273,35 @@ fn sandbox_cp_round_trips_bytes() {
     );
     let line = assert_clean_failure(&o, "cp of a missing file");
     assert!(line.contains("404") || line.contains("not_found"), "{line}");
+    // A failed download leaves the destination as it was: no truncated or empty file.
+    let keep = dir.path().join("keep.txt");
+    std::fs::write(&keep, b"precious").unwrap();
+    let fresh = dir.path().join("fresh.txt");
+    for remote_src in [
+        format!("{id}:/home/sandbox/nope"),
+        "sb-00000000000000000000:/etc/hostname".to_string(),
+    ] {
+        for dst in [&keep, &fresh] {
+            let o = corral(&d, &["sandbox", "cp", &remote_src, dst.to_str().unwrap()]);
+            assert_clean_failure(&o, "a failed download");
+        }
+        assert_eq!(std::fs::read(&keep).unwrap(), b"precious", "{remote_src}");
+        assert!(
+            !fresh.exists(),
+            "{remote_src}: a failed download created {fresh:?}"
+        );
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["in.bin", "keep.txt", "out.bin", "out2.bin"],
+            "{remote_src}: stray files"
+        );
+    }
     let o = corral(&d, &["sandbox", "cp", "/nonexistent/file", &remote]);
     let line = assert_clean_failure(&o, "cp of a missing local file");
     assert!(line.contains("/nonexistent/file"), "{line}");
