@@ -242,3 +242,21 @@ fn pty_refusals_are_json_errors() {
         connect(&d, &path, Some(&d.key)).expect_err("upgraded on a deleted sandbox");
     assert_eq!(status, 409, "{body}");
 }
+
+#[test]
+fn pty_of_a_missing_command_reports_127() {
+    let d = Daemon::start(0);
+    let id = d.create(json!({}));
+    let path = format!("/v1/sandboxes/{id}/pty?cmd=no-such-command-xyz");
+    // It starts, says so on the terminal and ends at once with 127, as exec reports a
+    // missing command.
+    let mut ws = connect(&d, &path, Some(&d.key)).unwrap_or_else(|(s, b)| panic!("{s} {b}"));
+    let mut scr = Screen::default();
+    scr.read_until(&mut ws, "the terminal to close", |s| s.closed);
+    assert!(scr.bytes.contains("no-such-command-xyz"), "{:?}", scr.bytes);
+    assert_eq!(scr.texts.len(), 1, "{:?} {:?}", scr.texts, scr.bytes);
+    assert_eq!(scr.texts[0]["exit"]["exit_code"], 127, "{:?}", scr.texts);
+    // The sandbox is unharmed.
+    assert_eq!(d.exec(&id, &["true"])["exit_code"], 0);
+    d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+}
