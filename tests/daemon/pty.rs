@@ -260,3 +260,21 @@ fn pty_of_a_missing_command_reports_127() {
     assert_eq!(d.exec(&id, &["true"])["exit_code"], 0);
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
+
+#[test]
+fn deleting_the_sandbox_closes_its_terminal() {
+    let d = Daemon::start(0);
+    let id = d.create(json!({}));
+    let mut ws = connect(&d, &format!("/v1/sandboxes/{id}/pty"), Some(&d.key))
+        .unwrap_or_else(|(s, b)| panic!("pty refused: {s} {b}"));
+    let mut scr = Screen::default();
+    send(&mut ws, "echo W=$((3*3))=W\n");
+    scr.read_until(&mut ws, "the shell", |s| s.bytes.contains("W=9=W"));
+    let del = d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+    assert_eq!(del.status, 204, "{}", del.text());
+    // The socket ends (a hang would time out in read_until).
+    scr.read_until(&mut ws, "the socket to close after the delete", |s| {
+        s.closed
+    });
+    d.assert_clean(0);
+}
