@@ -36,7 +36,10 @@ fn restart_after_kill9_reattaches_live_sandboxes_and_cleans_dead_ones() {
     std::fs::create_dir_all(&orphan).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     d.restart();
-    assert!(!stray.exists() && !orphan.exists(), "half-made snapshots are removed at start");
+    assert!(
+        !stray.exists() && !orphan.exists(),
+        "half-made snapshots are removed at start"
+    );
     let r = d.exec(&keep, &["cat", "/tmp/mark"]);
     assert_eq!(r["stdout"], "persisted\n", "re-attached with its files");
     let g = d
