@@ -13,3 +13,4 @@ mod lifecycle;
 mod openapi_check;
 mod pty;
 mod restart;
+mod tls;
