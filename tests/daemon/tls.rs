@@ -101,7 +101,7 @@ fn tls_daemon_serves_only_clients_that_trust_it() {
     )
     .unwrap();
     let data = dir.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+    let child = Command::new(env!("CARGO_BIN_EXE_corral"))
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .args(["serve", "--data-dir"])
@@ -113,6 +113,18 @@ fn tls_daemon_serves_only_clients_that_trust_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Stops the daemon even when an assertion fails.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.0.id().to_string())
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(child);
     let t0 = Instant::now();
     let addr = loop {
         if let Ok(a) = std::fs::read_to_string(data.join("listen.addr")) {
