@@ -172,8 +172,8 @@ fn tls_daemon_serves_only_clients_that_trust_it() {
     );
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
-    let st = child.wait().unwrap();
+    let st = child.0.wait().unwrap();
     assert!(st.success(), "graceful shutdown: {st}");
 }
