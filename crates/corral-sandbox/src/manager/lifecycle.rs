@@ -229,8 +229,9 @@ impl Manager {
                     (t, Vec::new(), None)
                 }
             };
-        let _admit = self.create_lock.lock().await;
-        self.check_quota(tenant, quota, resources.memory_bytes)?;
+        // Held until the sandbox is in the live map (or the create failed): counted by
+        // concurrent creates' quota checks, which need not wait for this build.
+        let _reservation = self.reserve(tenant, quota, resources.memory_bytes)?;
         let now = now_ms();
         let mut row = SandboxRow {
             seq: 0,
@@ -279,13 +280,25 @@ impl Manager {
         Ok(api)
     }
 
-    fn check_quota(&self, tenant: &str, q: &TenantQuota, memory: u64) -> Result<(), SandboxError> {
+    /// Checks the tenant's quota, counting live sandboxes and creates in flight, and
+    /// reserves room for one more sandbox of `memory` bytes.
+    fn reserve(
+        &self,
+        tenant: &str,
+        q: &TenantQuota,
+        memory: u64,
+    ) -> Result<Reservation<'_>, SandboxError> {
+        let mut reserved = self
+            .reserved
+            .lock()
+            .map_err(|_| SandboxError::Internal("quota lock poisoned".into()))?;
+        let (pending_n, pending_mem) = reserved.get(tenant).copied().unwrap_or((0, 0));
         let (n, mem) = self
             .live_list()
             .iter()
             .map(|l| l.row())
             .filter(|r| r.tenant.as_deref() == Some(tenant))
-            .fold((0u64, 0u64), |(n, m), r| {
+            .fold((pending_n, pending_mem), |(n, m), r| {
                 (n + 1, m + r.resources.memory_bytes)
             });
         if let Some(max) = q.max_sandboxes {
@@ -303,7 +316,14 @@ impl Manager {
                 )));
             }
         }
-        Ok(())
+        let e = reserved.entry(tenant.to_string()).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += memory;
+        Ok(Reservation {
+            m: self,
+            tenant: tenant.to_string(),
+            memory,
+        })
     }
 
     fn take_pooled(&self) -> Option<Arc<Live>> {
@@ -688,6 +708,27 @@ impl Manager {
     }
 }
 
+/// Room in a tenant's quota held for a create in flight; released on drop.
+pub(crate) struct Reservation<'a> {
+    m: &'a Manager,
+    tenant: String,
+    memory: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.m.reserved.lock() {
+            if let Some(e) = r.get_mut(&self.tenant) {
+                e.0 = e.0.saturating_sub(1);
+                e.1 = e.1.saturating_sub(self.memory);
+                if e.0 == 0 {
+                    r.remove(&self.tenant);
+                }
+            }
+        }
+    }
+}
+
 /// SIGKILLs `pid` if it is still the process that started at `start`, then reaps it
 /// if it is the daemon's child (as a subreaper, orphaned inits are).
 fn kill_and_reap(pid: i32, start: u64) {
@@ -698,10 +739,15 @@ fn kill_and_reap(pid: i32, start: u64) {
     if corral_isolate::process_start_time(pid) == Some(start) {
         let _ = kill(p, Signal::SIGKILL);
     }
-    for _ in 0..200 {
+    // Init is usually gone within a millisecond of the kill (or of its own exit after
+    // `shutdown`); poll from 100 us, doubling up to 10 ms, for at most ~2 s.
+    let mut step = Duration::from_micros(100);
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
         match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {
-                std::thread::sleep(Duration::from_millis(10))
+                std::thread::sleep(step);
+                step = (step * 2).min(Duration::from_millis(10));
             }
             // Reaped, or not our child (the host's init reaps it).
             _ => return,

@@ -134,8 +134,8 @@ pub struct Manager {
     live: RwLock<HashMap<String, Arc<live::Live>>>,
     /// Warm sandboxes of the `host` template, ready to hand out.
     pool: Mutex<Vec<Arc<live::Live>>>,
-    /// Serializes quota checks with the creates they admit.
-    create_lock: tokio::sync::Mutex<()>,
+    /// Quota held by creates in flight, per tenant: (sandboxes, memory bytes).
+    reserved: Mutex<HashMap<String, (u64, u64)>>,
     metrics: metrics::Metrics,
     shutting_down: AtomicBool,
     wake_pool: Notify,
@@ -163,7 +163,7 @@ impl Manager {
             store,
             live: RwLock::new(HashMap::new()),
             pool: Mutex::new(Vec::new()),
-            create_lock: tokio::sync::Mutex::new(()),
+            reserved: Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
             shutting_down: AtomicBool::new(false),
             wake_pool: Notify::new(),
