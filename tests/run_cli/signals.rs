@@ -51,12 +51,15 @@ fn signal_corral(sig: i32, json: bool, to_group: bool) {
     let err = drain(child.0.stderr.take());
     let t = Instant::now();
     assert!(send_signal(if to_group { -pid } else { pid }, sig));
-    let status = wait_deadline(&mut child.0, Duration::from_secs(5));
+    // Bounded, not timed: the 2 s grace plus cleanup takes well under a second on a
+    // quiet machine; the bound only catches a corral that never exits.
+    let status = wait_deadline(&mut child.0, Duration::from_secs(30));
     let took = t.elapsed();
-    let status = status.unwrap_or_else(|| panic!("corral did not exit within 5 s of signal {sig}"));
+    let status =
+        status.unwrap_or_else(|| panic!("corral did not exit within 30 s of signal {sig}"));
     let out = out.join().unwrap();
     let err = err.join().unwrap();
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
     assert_eq!(
         status.code(),
         Some(128 + sig),
