@@ -60,6 +60,22 @@ impl Env {
         c
     }
 
+    /// Like [`Env::cmd`], but corral starts with every signal at its default action
+    /// (through `env --default-signal`): a test runner started under `nohup` or as a
+    /// background job hands down SIGHUP, SIGINT and SIGQUIT ignored, and corral (by
+    /// design) leaves an ignored signal ignored.
+    pub fn cmd_default_signals(&self) -> Command {
+        let mut c = Command::new("/usr/bin/env");
+        c.arg("--default-signal").arg(env!("CARGO_BIN_EXE_corral"));
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CORRAL_STATE_DIR", self.state.path())
+            .env("CORRAL_RUNTIME_DIR", self.runtime.path())
+            .env("CORRAL_CGROUP_PARENT", &self.cgroup_parent)
+            .stdin(Stdio::null());
+        c
+    }
+
     /// `corral run [opts] -- argv`, raw output.
     pub fn run(&self, opts: &[&str], argv: &[&str]) -> Output {
         let mut c = self.cmd();

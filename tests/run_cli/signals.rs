@@ -16,7 +16,7 @@ fn send_signal(pid: i32, sig: i32) -> bool {
 
 /// Starts `corral run` of a marked sleeper and waits until the command runs.
 fn start_sleeper(env: &Env, mark: &str, json: bool, own_group: bool) -> Reaper {
-    let mut c = env.cmd();
+    let mut c = env.cmd_default_signals();
     c.arg("run");
     if json {
         c.arg("--json");
