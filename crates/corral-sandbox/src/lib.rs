@@ -9,6 +9,6 @@ mod manager;
 mod template;
 
 pub use manager::{
-    spawn_main, ListQuery, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
+    spawn_main, ListQuery, LiveOutput, LiveProcess, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
 };
 pub use template::{resolve_template, TemplateError, TEMPLATE_NAMES};

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod e2b;
 mod error;
 mod exec;
 mod files;

@@ -191,7 +191,7 @@ pub(crate) async fn start(
 }
 
 /// Where output goes while a command runs.
-trait Sink {
+pub(crate) trait Sink {
     /// Takes a chunk; false when nobody wants more (the process is then killed).
     async fn stdout(&mut self, data: &[u8]) -> bool;
     async fn stderr(&mut self, data: &[u8]) -> bool;
@@ -290,14 +290,14 @@ impl Tails<'_> {
 }
 
 /// How a supervised process ended.
-struct Ended {
+pub(crate) struct Ended {
     exited: Option<Exited>,
     timed_out: bool,
 }
 
 /// Pumps output into `sink` until the process has exited and its pipes are drained,
 /// killing it at `timeout` or when the sink goes away.
-async fn supervise<S: Sink>(
+pub(crate) async fn supervise<S: Sink>(
     live: &Live,
     s: &mut Started,
     timeout: Option<Duration>,
@@ -389,7 +389,7 @@ async fn kill(live: &Live, exec_id: u64, killed_at: &mut Option<tokio::time::Ins
 }
 
 /// The result of an ended process (output fields filled by the caller).
-fn result(live: &Live, s: &Started, ended: &Ended) -> RunResult {
+pub(crate) fn result(live: &Live, s: &Started, ended: &Ended) -> RunResult {
     let stats = live.stats();
     let oom = stats.oom_kills > s.oom_before;
     let (mut exit_code, mut signal, cpu_us) = match ended.exited {

@@ -5,6 +5,8 @@
 
 mod clock;
 mod conn;
+mod e2b_support;
+pub use e2b_support::{LiveOutput, LiveProcess};
 mod error;
 mod exec;
 mod files;
