@@ -13,4 +13,5 @@ mod lifecycle;
 mod openapi_check;
 mod pty;
 mod restart;
+mod templates;
 mod tls;

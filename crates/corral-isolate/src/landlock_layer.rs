@@ -44,13 +44,13 @@ pub(crate) fn kernel_abi() -> i32 {
 
 /// Writable paths, computed by corral before the sandbox starts (so the sandbox's init
 /// allocates and writes no memory for it): every real directory at the top of the
-/// template except /usr, /proc, /dev and /sys (symlinks such as /bin -> usr/bin are
+/// template's layers (`layers`, topmost first, as overlayfs merges them) except /usr, /proc, /dev and /sys (symlinks such as /bin -> usr/bin are
 /// skipped: following them would open /usr), the top-level directories corral creates
 /// in the writable layer (/tmp, /home, /root and the first component of every mount
 /// target and of the working directory), /dev (see [`DEV`]) and `extra` (the `:rw`
 /// mount targets). Paths that turn out not to exist in the sandbox are skipped by init.
 pub(crate) fn writable_paths(
-    template: &Path,
+    layers: &[&Path],
     created: impl IntoIterator<Item = PathBuf>,
     extra: &[PathBuf],
 ) -> Vec<PathBuf> {
@@ -65,10 +65,20 @@ pub(crate) fn writable_paths(
             out.push(p);
         }
     };
-    if let Ok(entries) = std::fs::read_dir(template) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                add(Path::new("/").join(e.file_name()));
+    // Overlay semantics: the topmost layer that has a name decides what it is (a
+    // whiteout or a link in an upper layer hides a lower directory).
+    let mut decided: Vec<std::ffi::OsString> = Vec::new();
+    for layer in layers {
+        if let Ok(entries) = std::fs::read_dir(layer) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if decided.contains(&name) {
+                    continue;
+                }
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    add(Path::new("/").join(&name));
+                }
+                decided.push(name);
             }
         }
     }

@@ -289,8 +289,15 @@ pub(crate) fn landlock_params(spec: &BoxView<'_>, abi: i32) -> Option<(i32, bool
 
 /// Paths the sandbox's processes may write to (see landlock_layer::writable_paths).
 pub(crate) fn writable(spec: &BoxView<'_>, workdir: Option<&Path>) -> Vec<PathBuf> {
+    let layers: Vec<&Path> = spec
+        .rootfs
+        .layers
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(std::iter::once(spec.rootfs.lower.as_path()))
+        .collect();
     landlock_layer::writable_paths(
-        &spec.rootfs.lower,
+        &layers,
         spec.mounts
             .iter()
             .map(|m| m.target.clone())

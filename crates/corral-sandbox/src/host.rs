@@ -33,15 +33,16 @@ const ETC_COPIES: &[&str] = &[
 /// /usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk).
 const ETC_LINK_DIRS: &[&str] = &["alternatives"];
 
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+pub(crate) const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
 sandbox:x:1000:1000:sandbox:/home/sandbox:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\ntty:x:5:\nsandbox:x:1000:\nnogroup:x:65534:\n";
-const HOSTS: &str = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+pub(crate) const GROUP: &str = "root:x:0:\ntty:x:5:\nsandbox:x:1000:\nnogroup:x:65534:\n";
+pub(crate) const HOSTS: &str =
+    "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n\
 networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
 /// No network by default: no resolver is reachable, so none is named.
-const RESOLV: &str = "# corral: this sandbox has no network (--net none)\n";
+pub(crate) const RESOLV: &str = "# corral: this sandbox has no network (--net none)\n";
 
 /// Returns the host template's root, building its skeleton if needed.
 pub(crate) fn host_rootfs(

@@ -7,8 +7,11 @@
 mod host;
 mod manager;
 mod template;
+mod templates;
 
 pub use manager::{
-    spawn_main, ListQuery, LiveOutput, LiveProcess, Manager, ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
+    remove_template, spawn_main, template_users, ListQuery, LiveOutput, LiveProcess, Manager,
+    ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
 };
-pub use template::{resolve_template, TemplateError, TEMPLATE_NAMES};
+pub use template::{resolve_template, TemplateError};
+pub use templates::{check_template_name, TemplateSource, TemplateStore, TemplateStoreError};

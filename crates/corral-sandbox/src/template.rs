@@ -5,18 +5,22 @@ use std::path::{Path, PathBuf};
 use corral_isolate::RootfsSpec;
 
 use crate::host;
-
-/// Templates this build knows.
-pub const TEMPLATE_NAMES: &[&str] = &["host"];
+use crate::templates::{TemplateStore, TemplateStoreError};
 
 /// Failures resolving or building a template.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// No template of that name.
-    #[error("unknown template {name:?}; available templates: {}", TEMPLATE_NAMES.join(", "))]
-    Unknown {
-        /// The requested name.
+    #[error(transparent)]
+    Unknown(TemplateStoreError),
+    /// The template's files are unusable (missing layer, other id base).
+    #[error("template {name:?} cannot be used")]
+    Store {
+        /// Template name.
         name: String,
+        /// The cause.
+        #[source]
+        source: TemplateStoreError,
     },
     /// Building the template's files failed.
     #[error("building template {name:?} in {} failed; check that the state directory is writable (set CORRAL_STATE_DIR to move it)", dir.display())]
@@ -31,24 +35,31 @@ pub enum TemplateError {
     },
 }
 
-/// Resolves a template name to its root file system, building it under
-/// `state_dir/templates` on first use. The template's own files are owned by host id
-/// `id_base`, which is uid/gid 0 inside sandboxes whose id map starts there.
+/// Resolves a template (`host`, `name` or `name:version`) to its root file system:
+/// `host` is built under `state_dir/templates` on first use; others come from the
+/// template store there (see templates/mod.rs). Template files are owned by host ids
+/// from `id_base`, which is uid/gid 0 inside sandboxes whose id map starts there.
 pub fn resolve_template(
     state_dir: &Path,
     name: &str,
     id_base: u32,
 ) -> Result<RootfsSpec, TemplateError> {
-    match name {
-        "host" => {
-            host::host_rootfs(&state_dir.join("templates"), id_base).map_err(|(dir, source)| {
-                TemplateError::Build {
-                    name: name.into(),
-                    dir,
-                    source,
-                }
-            })
-        }
-        other => Err(TemplateError::Unknown { name: other.into() }),
+    if name == "host" {
+        return host::host_rootfs(&state_dir.join("templates"), id_base).map_err(
+            |(dir, source)| TemplateError::Build {
+                name: name.into(),
+                dir,
+                source,
+            },
+        );
     }
+    TemplateStore::new(state_dir, id_base)
+        .rootfs(name)
+        .map_err(|e| match e {
+            e @ TemplateStoreError::NotFound { .. } => TemplateError::Unknown(e),
+            source => TemplateError::Store {
+                name: name.into(),
+                source,
+            },
+        })
 }

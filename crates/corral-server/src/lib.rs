@@ -16,6 +16,7 @@ mod openapi;
 mod routes;
 mod sandboxes;
 mod snapshots;
+mod templates;
 #[cfg(test)]
 mod tests;
 mod time;

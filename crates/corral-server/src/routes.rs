@@ -9,7 +9,9 @@ use axum::{Json, Router};
 use corral_types::api::HealthResponse;
 
 use crate::error::{method_not_allowed, not_found};
-use crate::{admin, auth, exec, files, metrics, openapi, sandboxes, snapshots, AppState};
+use crate::{
+    admin, auth, exec, files, metrics, openapi, sandboxes, snapshots, templates, AppState,
+};
 
 /// JSON bodies larger than this are refused with 413 (file uploads are streamed and
 /// have no limit but the sandbox's disk).
@@ -71,13 +73,20 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/snapshots/{id}",
             get(snapshots::get).delete(snapshots::delete),
         )
+        .route(
+            "/v1/templates",
+            post(templates::import).get(templates::list),
+        )
+        .route(
+            "/v1/templates/{name}",
+            get(templates::get).delete(templates::delete),
+        )
         .route("/metrics", get(metrics::render))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
 
     public
         .merge(authed)
-        .merge(crate::e2b::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), metrics::track))

@@ -193,7 +193,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             let code = match e {
-                corral_sandbox::TemplateError::Unknown { .. } => "not_found",
+                corral_sandbox::TemplateError::Unknown(_) => "not_found",
                 _ => "internal",
             };
             return fail(args.json, code, &corral_isolate::error_chain(&e));

@@ -4,6 +4,7 @@ mod cli_key;
 mod cli_run;
 mod cli_sandbox;
 mod cli_serve;
+mod cli_template;
 mod client_conn;
 mod paths;
 
@@ -27,6 +28,8 @@ enum Command {
     Serve(cli_serve::ServeArgs),
     /// Sandboxes of a running daemon: create, ls, exec, cp, pause, snapshot, fork, rm.
     Sandbox(cli_sandbox::SandboxArgs),
+    /// Templates: import a root file system or OCI image, ls, inspect, rm.
+    Template(cli_template::TemplateArgs),
     /// API keys of a running daemon (admin).
     Key(cli_key::KeyArgs),
     /// Tenants of a running daemon (admin).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         // The runtimes live inside these: `corral run` stays single-threaded.
         Command::Serve(args) => cli_serve::main(args),
         Command::Sandbox(args) => cli_sandbox::main(args),
+        Command::Template(args) => cli_template::main(args),
         Command::Key(args) => cli_key::key_main(args),
         Command::Tenant(args) => cli_key::tenant_main(args),
     }

@@ -204,6 +204,8 @@ impl Manager {
                 )));
             }
         }
+        // Held until the sandbox's row exists: a template removal waits for it.
+        let _template_guard = self.template_lock.read().await;
         let (template, layers, snapshot_id) =
             match (&req.template, &req.snapshot_id) {
                 (Some(_), Some(_)) => return Err(SandboxError::InvalidRequest(
@@ -220,13 +222,9 @@ impl Manager {
                 }
                 (t, None) => {
                     let t = t.clone().unwrap_or_else(|| "host".into());
-                    if !crate::TEMPLATE_NAMES.contains(&t.as_str()) {
-                        return Err(SandboxError::NotFound(format!(
-                            "unknown template {t:?}; available templates: {}",
-                            crate::TEMPLATE_NAMES.join(", ")
-                        )));
-                    }
-                    (t, Vec::new(), None)
+                    // `name` becomes the `name:version` it means now: a later import
+                    // never changes this sandbox's files.
+                    (self.pin_template(&t).await?, Vec::new(), None)
                 }
             };
         // Held until the sandbox is in the live map (or the create failed): counted by

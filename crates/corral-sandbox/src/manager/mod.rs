@@ -18,6 +18,7 @@ mod pty;
 mod snapshot;
 mod spawn;
 mod store;
+mod templates;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use corral_types::api::{
 use corral_types::RunResult;
 pub use error::SandboxError;
 pub use spawn::spawn_main;
+pub use templates::{remove_template, template_users};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// How the Manager is set up (from corral.toml and the command line).
@@ -142,6 +144,9 @@ pub struct Manager {
     shutting_down: AtomicBool,
     wake_pool: Notify,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Shared by creates from resolving their template to their row; exclusive while a
+    /// template is removed (see templates.rs).
+    template_lock: tokio::sync::RwLock<()>,
     me: Weak<Manager>,
 }
 
@@ -170,8 +175,10 @@ impl Manager {
             shutting_down: AtomicBool::new(false),
             wake_pool: Notify::new(),
             tasks: Mutex::new(Vec::new()),
+            template_lock: tokio::sync::RwLock::new(()),
             me: me.clone(),
         });
+        m.clean_templates().await?;
         m.recover().await?;
         m.start_tasks();
         Ok(m)

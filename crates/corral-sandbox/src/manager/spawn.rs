@@ -148,7 +148,10 @@ fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
     }
     let mut rootfs = resolve_template(&req.data_dir, &req.template, req.id_map_base)
         .map_err(|e| corral_isolate::error_chain(&e))?;
+    // Snapshot layers go above the template's own.
+    let template_layers = std::mem::take(&mut rootfs.layers);
     rootfs.layers = req.layers.clone();
+    rootfs.layers.extend(template_layers);
     let mut skip_layers = Vec::new();
     for name in &req.skip_layers {
         skip_layers.push(

@@ -339,6 +339,27 @@ impl Store {
         })
     }
 
+    /// Sandboxes not yet stopped, and snapshots, whose template is one of `pinned`.
+    pub(crate) fn template_users(&self, pinned: &[String]) -> Result<Vec<String>, SandboxError> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut st = c.prepare(
+                "SELECT id FROM sandboxes WHERE state != 'stopped' AND template = ?1 ORDER BY seq",
+            )?;
+            let mut snaps =
+                c.prepare("SELECT id FROM snapshots WHERE template = ?1 ORDER BY seq")?;
+            for p in pinned {
+                for id in st.query_map(params![p], |r| r.get::<_, String>(0))? {
+                    out.push(id?);
+                }
+                for id in snaps.query_map(params![p], |r| r.get::<_, String>(0))? {
+                    out.push(id?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// A page of a tenant's sandboxes.
     pub(crate) fn list(&self, f: &ListFilter<'_>) -> Result<Vec<SandboxRow>, SandboxError> {
         let mut sql = format!(

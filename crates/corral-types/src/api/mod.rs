@@ -7,6 +7,7 @@ mod files;
 mod keys;
 mod sandbox;
 mod snapshot;
+mod template;
 
 pub use daemon::{HealthResponse, PtyClientMessage, PtyServerMessage, PtySize};
 pub use exec::{
@@ -26,6 +27,7 @@ pub use sandbox::{
     SandboxList, SandboxState, TimeoutRequest,
 };
 pub use snapshot::{Snapshot, SnapshotList};
+pub use template::{Template, TemplateImportRequest, TemplateLayer, TemplateList};
 
 /// The default page size of list endpoints, and the largest accepted.
 pub const PAGE_DEFAULT: u32 = 100;

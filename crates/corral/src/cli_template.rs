@@ -1,0 +1,151 @@
+//! `corral template import|ls|inspect|rm`: the template store of a data directory
+//! (the daemon's `--data-dir`, which is also where `corral run --template` looks), used
+//! directly, without a daemon. `rm` consults the directory's state database and is
+//! refused while a sandbox or snapshot recorded there uses the template; the HTTP API
+//! (`/v1/templates`) does the same through the running daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use corral_sandbox::{TemplateSource, TemplateStore};
+use corral_types::api::Template;
+
+use crate::{paths, EXIT_CORRAL_ERROR};
+
+#[derive(Debug, Args)]
+pub(crate) struct TemplateArgs {
+    /// Data directory holding the store [env: CORRAL_STATE_DIR; default /var/lib/corral].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: TemplateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplateCommand {
+    /// Import a root file system directory or an OCI image (layout dir or tarball).
+    Import {
+        /// Template name.
+        #[arg(long)]
+        name: String,
+        /// Version (default: the next number).
+        #[arg(long)]
+        version: Option<String>,
+        /// A directory holding a root file system.
+        #[arg(
+            long,
+            value_name = "PATH",
+            conflicts_with = "oci",
+            required_unless_present = "oci"
+        )]
+        dir: Option<PathBuf>,
+        /// An OCI image layout directory, or an OCI / `docker save` tarball.
+        #[arg(long, value_name = "PATH")]
+        oci: Option<PathBuf>,
+    },
+    /// List templates.
+    Ls,
+    /// Show one template (NAME or NAME:VERSION).
+    Inspect {
+        /// NAME or NAME:VERSION.
+        template: String,
+    },
+    /// Remove NAME (every version) or NAME:VERSION; refused while in use.
+    Rm {
+        /// NAME or NAME:VERSION.
+        template: String,
+    },
+}
+
+pub(crate) fn main(args: TemplateArgs) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corral: {e:#}");
+            ExitCode::from(EXIT_CORRAL_ERROR)
+        }
+    }
+}
+
+fn run(args: TemplateArgs) -> anyhow::Result<()> {
+    let dir = args.data_dir.unwrap_or_else(paths::state_dir);
+    let store = TemplateStore::new(&dir, paths::ID_MAP_BASE);
+    match args.command {
+        TemplateCommand::Import {
+            name,
+            version,
+            dir: src_dir,
+            oci,
+        } => {
+            let source = match (src_dir, oci) {
+                (Some(d), None) => TemplateSource::Dir(d),
+                (None, Some(o)) => TemplateSource::Oci(o),
+                _ => anyhow::bail!("give exactly one of --dir and --oci"),
+            };
+            // What a killed import left is removed first.
+            store.clean_stale()?;
+            let t = store.import(&name, version.as_deref(), &source)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!(
+                    "{}:{} {} {} layers, {}",
+                    t.name,
+                    t.version,
+                    t.id,
+                    t.layers.len(),
+                    size(t.size_bytes)
+                );
+            }
+        }
+        TemplateCommand::Ls => {
+            let list = store.list()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<24} {:<10} {:<38} {:>7} {:>10}  CREATED",
+                    "NAME", "VERSION", "ID", "LAYERS", "SIZE"
+                );
+                for t in list {
+                    println!(
+                        "{:<24} {:<10} {:<38} {:>7} {:>10}  {}",
+                        t.name,
+                        t.version,
+                        t.id,
+                        t.layers.len(),
+                        size(t.size_bytes),
+                        t.created_at
+                    );
+                }
+            }
+        }
+        TemplateCommand::Inspect { template } => {
+            let t: Template = store.get(&template)?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+        TemplateCommand::Rm { template } => {
+            let removed = corral_sandbox::remove_template(&dir, paths::ID_MAP_BASE, &template)
+                .with_context(|| format!("cannot remove template {template}"))?;
+            for r in removed {
+                println!("removed {r}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn size(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    } else if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
+}
