@@ -1062,6 +1062,62 @@ fn live_responses_match_the_openapi_document() {
         204,
     );
 
+    // Templates: a tiny directory root file system imported, listed, read, removed.
+    let root = d.env.state.path().join("tiny-root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/motd"), "tiny\n").unwrap();
+    expect(
+        &c.call(
+            &d,
+            k,
+            "POST",
+            "/v1/templates",
+            Some(&json!({"name": "tiny", "dir": root.display().to_string()})),
+        ),
+        201,
+    );
+    expect(&c.call(&d, k, "GET", "/v1/templates", None), 200);
+    expect(&c.call(&d, k, "GET", "/v1/templates/tiny", None), 200);
+    let agent2 = c.call(
+        &d,
+        k,
+        "POST",
+        "/v1/keys",
+        Some(&json!({"tenant": "t-one", "role": "agent"})),
+    );
+    expect(&agent2, 201);
+    let agent2 = agent2.json()["secret"].as_str().unwrap().to_string();
+    let mut terrs = vec![
+        (c.call(&d, None, "GET", "/v1/templates", None), 401),
+        (c.call(&d, k, "GET", "/v1/templates/nope", None), 404),
+        (
+            c.call(
+                &d,
+                k,
+                "POST",
+                "/v1/templates",
+                Some(&json!({"name": "x", "dir": "/nonexistent/dir"})),
+            ),
+            400,
+        ),
+        (
+            c.call(
+                &d,
+                Some(agent2.as_str()),
+                "DELETE",
+                "/v1/templates/tiny",
+                None,
+            ),
+            403,
+        ),
+    ];
+    expect(&c.call(&d, k, "DELETE", "/v1/templates/tiny", None), 204);
+    terrs.push((c.call(&d, k, "DELETE", "/v1/templates/tiny", None), 404));
+    for (r, want) in &mut terrs {
+        assert_eq!(r.status, *want, "{}", r.text());
+        r.assert_error(*want);
+    }
+
     // The terminal's text frame, against the 101 response's schema.
     let id2 = d.create(json!({}));
     let frame = pty_exit_frame(&d, &id2);
