@@ -162,10 +162,17 @@ where
                     .await
                     .map_err(ServerError::Serve)
             }
-            None => axum::serve(tcp, app)
-                .with_graceful_shutdown(graceful)
-                .await
-                .map_err(ServerError::Serve),
+            // No Nagle: a streamed response's small frames (a command's start event,
+            // its output) would otherwise wait for the client's delayed ACK (~40 ms).
+            None => axum::serve(
+                axum::serve::ListenerExt::tap_io(tcp, |s| {
+                    let _ = s.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(graceful)
+            .await
+            .map_err(ServerError::Serve),
         }
     };
     tokio::select! {
