@@ -11,9 +11,10 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Packages: a C toolchain for crates that build C, python3 for the tests and the host
-# template's demo, util-linux/procps for test helpers, openssl to make test certificates.
+# template's demo, python3-venv for the E2B SDK tests, util-linux/procps for test
+# helpers, openssl to make test certificates.
 need=()
-for pkg in gcc libc6-dev python3 procps util-linux openssl; do
+for pkg in gcc libc6-dev python3 python3-venv procps util-linux openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

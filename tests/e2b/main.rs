@@ -136,10 +136,20 @@ fn malformed_rpc_and_bad_headers_get_e2b_errors() {
         b"{}",
     );
     assert_eq!(r.json()["code"], "not_found");
+    // The sandbox token is scoped: not the API key, and good for its sandbox only
+    // (for any other id, known or not, it is simply not a valid token).
+    assert!(
+        !token.contains(&d.key) && token.starts_with("e2bt_"),
+        "{token}"
+    );
     let mut h = hdrs("application/json");
     h[1].1 = "sb-00000000000000000000".into();
     let r = call("/e2b/sandbox/process.Process/List", h, b"{}");
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 401);
+    let mut h = hdrs("application/json");
+    h[0].1 = d.key.clone();
+    let r = call("/e2b/sandbox/process.Process/List", h, b"{}");
+    assert_eq!(r.status, 401, "the API key itself is not a sandbox token");
     let mut h = hdrs("application/json");
     h[0].1 = "crl_wrong".into();
     let r = call("/e2b/sandbox/process.Process/List", h, b"{}");
@@ -170,4 +180,51 @@ fn malformed_rpc_and_bad_headers_get_e2b_errors() {
         )
         .unwrap();
     assert_eq!(r.status, 204);
+
+    // Revoking a key revokes the sandbox tokens issued to it.
+    let agent = d.tenant_key("e2b-revoke");
+    let c = d
+        .raw(
+            "POST",
+            "/e2b/v2/sandboxes",
+            &[("X-API-Key", &agent), ("Content-Type", "application/json")],
+            Some(br#"{"templateID":"base"}"#),
+        )
+        .unwrap();
+    assert_eq!(c.status, 201, "{}", c.text());
+    let sid = c.json()["sandboxID"].as_str().unwrap().to_string();
+    let tok = c.json()["envdAccessToken"].as_str().unwrap().to_string();
+    let list = |tok: &str| {
+        d.raw(
+            "POST",
+            "/e2b/sandbox/process.Process/List",
+            &[
+                ("X-Access-Token", tok),
+                ("E2b-Sandbox-Id", &sid),
+                ("Content-Type", "application/json"),
+            ],
+            Some(b"{}"),
+        )
+        .unwrap()
+    };
+    assert_eq!(list(&tok).status, 200);
+    let keys = d.call("GET", "/v1/keys", None).json();
+    let kid = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tenant"] == "e2b-revoke")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        d.call("DELETE", &format!("/v1/keys/{kid}"), None).status,
+        204
+    );
+    assert_eq!(
+        list(&tok).status,
+        401,
+        "a revoked key's sandbox token still worked"
+    );
 }

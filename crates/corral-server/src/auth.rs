@@ -187,45 +187,58 @@ impl AuthStore {
                 None => {}
             }
         }
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT k.id, k.tenant, k.role, t.max_sandboxes, t.max_memory_bytes
-                 FROM keys k JOIN tenants t ON t.name = k.tenant
-                 WHERE k.secret_sha256 = ?1 AND k.revoked_at IS NULL",
-                params![&hash[..]],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                        r.get::<_, Option<i64>>(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.db_err(e))?;
-        let Some((key_id, tenant, role, max_sb, max_mem)) = row else {
+        let Some(caller) = self.live_caller("k.secret_sha256", &&hash[..])? else {
             return Ok(None);
-        };
-        let Some(role) = parse_role(&role) else {
-            return Ok(None);
-        };
-        let caller = Caller {
-            key_id,
-            tenant,
-            role,
-            quota: TenantQuota {
-                max_sandboxes: max_sb.map(|v| v as u64),
-                max_memory_bytes: max_mem.map(|v| v as u64),
-            },
         };
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(hash, (caller.clone(), Instant::now()));
         Ok(Some(caller))
+    }
+
+    /// The caller a key id stands for, if that key is live (not revoked). Used for
+    /// tokens issued to a key (the E2B endpoint's sandbox tokens), never for bearer
+    /// authentication.
+    pub(crate) fn caller_by_key_id(&self, key_id: &str) -> Result<Option<Caller>, AuthError> {
+        self.live_caller("k.id", &key_id)
+    }
+
+    /// The caller of the live key whose `column` equals `value`.
+    fn live_caller(
+        &self,
+        column: &'static str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<Option<Caller>, AuthError> {
+        let sql = format!(
+            "SELECT k.id, k.tenant, k.role, t.max_sandboxes, t.max_memory_bytes
+             FROM keys k JOIN tenants t ON t.name = k.tenant
+             WHERE {column} = ?1 AND k.revoked_at IS NULL"
+        );
+        let row = self
+            .conn()
+            .query_row(&sql, [value], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        Ok(row.and_then(|(key_id, tenant, role, max_sb, max_mem)| {
+            Some(Caller {
+                key_id,
+                tenant,
+                role: parse_role(&role)?,
+                quota: TenantQuota {
+                    max_sandboxes: max_sb.map(|v| v as u64),
+                    max_memory_bytes: max_mem.map(|v| v as u64),
+                },
+            })
+        }))
     }
 
     /// Creates a tenant; quotas absent from the request get the defaults.

@@ -60,6 +60,9 @@ pub struct TlsFiles {
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The E2B endpoint's token key could not be read or made.
+    #[error("{0}")]
+    TokenKey(String),
     /// The key store failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -95,6 +98,8 @@ pub(crate) struct AppState {
     pub(crate) manager: Arc<Manager>,
     pub(crate) auth: auth::AuthStore,
     pub(crate) http_metrics: metrics::HttpMetrics,
+    /// Key of the E2B endpoint's per-sandbox access tokens (e2b/token.rs).
+    pub(crate) envd_secret: [u8; 32],
 }
 
 /// Serves the API until `shutdown` completes; then stops accepting, gives open
@@ -108,10 +113,12 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let auth = auth::AuthStore::open(&cfg.data_dir)?;
+    let envd_secret = e2b::load_token_secret(&cfg.data_dir)?;
     let state = Arc::new(AppState {
         manager,
         auth,
         http_metrics: metrics::HttpMetrics::default(),
+        envd_secret,
     });
     let app = routes::router(state);
     let tls = match &cfg.tls {

@@ -48,6 +48,7 @@ async fn fixture() -> Fixture {
         manager,
         auth,
         http_metrics: metrics::HttpMetrics::default(),
+        envd_secret: [3u8; 32],
     });
     Fixture {
         _dir: dir,

@@ -12,8 +12,8 @@ use corral_types::api::{Sandbox, SandboxCreateRequest, SandboxState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api_caller;
 use super::error::E2bError;
+use super::{api_caller, envd_token};
 use crate::AppState;
 
 /// The envd version corral's endpoint speaks (the SDKs gate features on it): default
@@ -61,13 +61,13 @@ fn millis_to_mb(bytes: u64) -> u64 {
 }
 
 /// E2B's `Sandbox` (create/connect/resume answers).
-fn created(sb: &Sandbox, key: &str) -> Value {
+fn created(sb: &Sandbox, token: &str) -> Value {
     json!({
         "templateID": sb.template,
         "sandboxID": sb.id,
         "clientID": "corral",
         "envdVersion": ENVD_VERSION,
-        "envdAccessToken": key,
+        "envdAccessToken": token,
         "domain": null,
     })
 }
@@ -80,7 +80,7 @@ fn state(s: SandboxState) -> &'static str {
 }
 
 /// E2B's `ListedSandbox` / `SandboxDetail`.
-fn detail(sb: &Sandbox, key: Option<&str>) -> Value {
+fn detail(sb: &Sandbox, token: Option<&str>) -> Value {
     let mut v = json!({
         "templateID": sb.template,
         "sandboxID": sb.id,
@@ -94,7 +94,7 @@ fn detail(sb: &Sandbox, key: Option<&str>) -> Value {
         "state": state(sb.state),
         "metadata": sb.metadata,
     });
-    if let (Some(k), Some(o)) = (key, v.as_object_mut()) {
+    if let (Some(k), Some(o)) = (token, v.as_object_mut()) {
         o.insert("envdAccessToken".into(), json!(k));
         o.insert("domain".into(), Value::Null);
     }
@@ -106,7 +106,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     raw: axum::body::Bytes,
 ) -> E2bResult<Response> {
-    let (caller, key) = api_caller(&st, &headers)?;
+    let (caller, _) = api_caller(&st, &headers)?;
     let req: NewSandbox = body(&raw)?;
     if req.auto_pause == Some(true) {
         return Err(E2bError::unsupported(
@@ -142,7 +142,11 @@ pub(crate) async fn create(
             },
         )
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(created(&sb, &key))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(created(&sb, &envd_token(&st, &caller, &sb.id))),
+    )
+        .into_response())
 }
 
 pub(crate) async fn get(
@@ -150,9 +154,9 @@ pub(crate) async fn get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> E2bResult<Response> {
-    let (caller, key) = api_caller(&st, &headers)?;
+    let (caller, _) = api_caller(&st, &headers)?;
     let sb = live(&st, &caller.tenant, &id)?;
-    Ok(axum::Json(detail(&sb, Some(&key))).into_response())
+    Ok(axum::Json(detail(&sb, Some(&envd_token(&st, &caller, &sb.id)))).into_response())
 }
 
 /// A sandbox that still exists (a stopped one is "not found" to E2B's SDKs).
@@ -295,7 +299,7 @@ pub(crate) async fn connect(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> E2bResult<Response> {
-    let (caller, key) = api_caller(&st, &headers)?;
+    let (caller, _) = api_caller(&st, &headers)?;
     let b: TimeoutBody = body(&raw)?;
     let mut sb = live(&st, &caller.tenant, &id)?;
     let mut status = StatusCode::OK;
@@ -309,7 +313,11 @@ pub(crate) async fn connect(
             .set_timeout(&caller.tenant, &id, t.max(1))
             .await?;
     }
-    Ok((status, axum::Json(created(&sb, &key))).into_response())
+    Ok((
+        status,
+        axum::Json(created(&sb, &envd_token(&st, &caller, &sb.id))),
+    )
+        .into_response())
 }
 
 pub(crate) async fn pause(
@@ -335,7 +343,7 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> E2bResult<Response> {
-    let (caller, key) = api_caller(&st, &headers)?;
+    let (caller, _) = api_caller(&st, &headers)?;
     let b: TimeoutBody = body(&raw)?;
     let sb = live(&st, &caller.tenant, &id)?;
     if sb.state != SandboxState::Paused {
@@ -351,7 +359,11 @@ pub(crate) async fn resume(
             .set_timeout(&caller.tenant, &id, t.max(1))
             .await?;
     }
-    Ok((StatusCode::CREATED, axum::Json(created(&sb, &key))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(created(&sb, &envd_token(&st, &caller, &sb.id))),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,8 +6,9 @@
 //! tenants, limits): `control` is E2B's REST control plane (`X-API-Key`), `process`
 //! and `filesystem` are envd's Connect-RPC services (JSON codec, the one the SDKs
 //! use), `files` is envd's HTTP upload/download. Requests to the sandbox half are
-//! routed by the `E2b-Sandbox-Id` header and authenticated by `X-Access-Token`, which
-//! the control plane hands out as the caller's own key. See docs/e2b.md.
+//! routed by the `E2b-Sandbox-Id` header and authenticated by `X-Access-Token`, a
+//! token the control plane issues for that one sandbox (token.rs; never the caller's
+//! API key). See docs/e2b.md.
 
 mod base64;
 mod connect;
@@ -16,6 +17,7 @@ mod error;
 mod files;
 mod filesystem;
 mod process;
+mod token;
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use error::E2bError;
+pub(crate) use token::load_secret as load_token_secret;
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -88,19 +91,38 @@ fn check_key(st: &AppState, key: &str) -> Result<Caller, E2bError> {
     }
 }
 
-/// The caller and sandbox of an envd request (`X-Access-Token`, `E2b-Sandbox-Id`).
+/// The caller and sandbox of an envd request (`X-Access-Token`, `E2b-Sandbox-Id`):
+/// the token must have been issued for this sandbox, to a key that is still live.
 fn sandbox_caller(st: &AppState, headers: &HeaderMap) -> Result<(Caller, String), E2bError> {
-    let key = headers
+    let token = headers
         .get("x-access-token")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| E2bError::unauthenticated("missing X-Access-Token: connect to the sandbox through Sandbox.create or Sandbox.connect"))?;
-    let caller = check_key(st, key)?;
     let id = headers
         .get("e2b-sandbox-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| E2bError::bad_request("missing E2b-Sandbox-Id header: set E2B_SANDBOX_URL to http://HOST:PORT/e2b/sandbox"))?;
+    let key_id = token::verify(&st.envd_secret, token, id).ok_or_else(|| {
+        E2bError::unauthenticated(
+            "invalid X-Access-Token for this sandbox: connect to it again (Sandbox.connect)",
+        )
+    })?;
+    let caller = match st.auth.caller_by_key_id(key_id) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(E2bError::unauthenticated(
+                "the API key this sandbox token was issued to has been revoked",
+            ))
+        }
+        Err(e) => return Err(E2bError::internal(e.to_string())),
+    };
     Ok((caller, id.to_string()))
+}
+
+/// The envd token for `sandbox`, issued to `caller`'s key.
+fn envd_token(st: &AppState, caller: &Caller, sandbox: &str) -> String {
+    token::issue(&st.envd_secret, &caller.key_id, sandbox)
 }
 
 /// The user an envd request runs as: `Authorization: Basic base64(user:)`; `root`
