@@ -12,6 +12,7 @@ mod files;
 mod lifecycle;
 mod openapi_check;
 mod pty;
+mod recipes;
 mod restart;
 mod templates;
 mod tls;

@@ -138,6 +138,9 @@ pub(crate) struct PlanInput<'a> {
     pub disk_bytes: u64,
     /// First host id of the sandbox's mapped range.
     pub id_base: u32,
+    /// A host directory for the overlay's upper and work dirs instead of the scratch
+    /// tmpfs (the writable layer outlives the sandbox; see SandboxSpec::upper_dir).
+    pub upper_dir: Option<&'a Path>,
     /// A working directory to create (owned by `workdir_owner`) if missing.
     pub workdir: Option<&'a Path>,
     /// In-sandbox uid that owns a created working directory.
@@ -169,28 +172,28 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
     // mapped host id), as in any container; the overlay work dir and mount point stay
     // host root's.
     let sandbox_root = (host(0), host(0));
-    for (dir, mode, owner) in [
-        ("upper", 0o755, sandbox_root),
-        ("work", 0o700, (0, 0)),
-        ("tmp", 0o1777, sandbox_root),
-        ("shm", 0o1777, sandbox_root),
-        ("root", 0o755, (0, 0)),
-        ("upper/home", 0o755, sandbox_root),
+    let (upper, work) = match input.upper_dir {
+        Some(d) => (d.join("upper"), d.join("work")),
+        None => (s.join("upper"), s.join("work")),
+    };
+    for (path, mode, owner) in [
+        (upper.clone(), 0o755, sandbox_root),
+        (work.clone(), 0o700, (0, 0)),
+        (s.join("tmp"), 0o1777, sandbox_root),
+        (s.join("shm"), 0o1777, sandbox_root),
+        (s.join("root"), 0o755, (0, 0)),
+        (upper.join("home"), 0o755, sandbox_root),
     ] {
-        ops.push(MountOp::Mkdir {
-            path: s.join(dir),
-            mode,
-            owner,
-        });
+        ops.push(MountOp::Mkdir { path, mode, owner });
     }
     // The users' homes live in the writable layer, owned by their mapped host ids.
     ops.push(MountOp::Mkdir {
-        path: s.join("upper/home/sandbox"),
+        path: upper.join("home/sandbox"),
         mode: 0o755,
         owner: (host(SANDBOX_UID), host(SANDBOX_UID)),
     });
     ops.push(MountOp::Mkdir {
-        path: s.join("upper/root"),
+        path: upper.join("root"),
         mode: 0o700,
         owner: (host(0), host(0)),
     });
@@ -205,8 +208,8 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<MountOp> {
     ops.push(MountOp::Overlay {
         target: root.clone(),
         lower: PathBuf::from(lower),
-        upper: s.join("upper"),
-        work: s.join("work"),
+        upper,
+        work,
     });
     for b in input.template_binds {
         ops.push(MountOp::Bind {
@@ -652,6 +655,7 @@ mod tests {
             id_base: 100_000,
             workdir: None,
             workdir_owner: 1000,
+            upper_dir: None,
         }
     }
 
@@ -803,5 +807,21 @@ mod tests {
             &"overlay overlay /run/c/mnt/root [lowerdir=/snap/2:/snap/1:/t/host,upperdir=/run/c/mnt/upper,workdir=/run/c/mnt/work]"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn a_kept_writable_layer_lives_in_the_given_directory() {
+        let mut i = input(&[], &[]);
+        i.upper_dir = Some(Path::new("/store/tmp/b1"));
+        let mut r = host_recorder();
+        execute(&plan(&i), &mut r).unwrap();
+        let c = &r.calls;
+        assert!(c.contains(
+            &"overlay overlay /run/c/mnt/root [lowerdir=/t/host,upperdir=/store/tmp/b1/upper,workdir=/store/tmp/b1/work]"
+                .to_string()
+        ));
+        assert!(c.contains(&"mkdir /store/tmp/b1/upper/home/sandbox 755 101000:101000".to_string()));
+        // /tmp and /dev/shm stay on the capped scratch tmpfs.
+        assert!(c.contains(&"mkdir /run/c/mnt/tmp 1777 100000:100000".to_string()));
     }
 }

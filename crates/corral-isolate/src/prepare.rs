@@ -22,6 +22,8 @@ pub(crate) struct BoxView<'a> {
     pub runtime_dir: &'a Path,
     pub cgroup_parent: &'a str,
     pub id_map_base: u32,
+    /// Where the writable layer is kept (one-shot runs only; see SandboxSpec).
+    pub upper_dir: Option<&'a Path>,
 }
 
 impl BoxView<'_> {
@@ -40,6 +42,7 @@ impl SandboxSpec {
             runtime_dir: &self.runtime_dir,
             cgroup_parent: &self.cgroup_parent,
             id_map_base: self.id_map_base,
+            upper_dir: self.upper_dir.as_deref(),
         }
     }
 }
@@ -54,6 +57,7 @@ impl SessionSpec {
             runtime_dir: &self.runtime_dir,
             cgroup_parent: &self.cgroup_parent,
             id_map_base: self.id_map_base,
+            upper_dir: None,
         }
     }
 }
@@ -110,6 +114,15 @@ pub(crate) fn validate_box(spec: &BoxView<'_>) -> Result<(), RunError> {
         return Err(RunError::InvalidSpec(
             "--pids must be at least 2 (init and the command)".into(),
         ));
+    }
+    if let Some(d) = spec.upper_dir {
+        let text = d.to_string_lossy();
+        if !d.is_absolute() || text.contains([':', ',', '\\']) || !d.is_dir() {
+            return Err(RunError::InvalidSpec(format!(
+                "the writable layer's directory {} must be an existing absolute directory without ':' ',' or '\\'",
+                d.display()
+            )));
+        }
     }
     let base = spec.id_map_base as u64;
     if base == 0 || base + ID_MAP_LEN as u64 > u32::MAX as u64 {
@@ -276,6 +289,7 @@ pub(crate) fn mount_plan(
         user_binds: spec.mounts,
         disk_bytes: spec.limits.disk_bytes,
         id_base: spec.id_map_base,
+        upper_dir: spec.upper_dir,
         workdir,
         workdir_owner,
     });
@@ -289,6 +303,12 @@ pub(crate) fn landlock_params(spec: &BoxView<'_>, abi: i32) -> Option<(i32, bool
 
 /// Paths the sandbox's processes may write to (see landlock_layer::writable_paths).
 pub(crate) fn writable(spec: &BoxView<'_>, workdir: Option<&Path>) -> Vec<PathBuf> {
+    // A build step (its writable layer kept as the step's output) may change any file
+    // of its root, /usr included, as a package install does; read-only mounts (/proc
+    // entries, /sys, /dev, the host template's /usr) stay read-only.
+    if spec.upper_dir.is_some() {
+        return vec![PathBuf::from("/")];
+    }
     let layers: Vec<&Path> = spec
         .rootfs
         .layers

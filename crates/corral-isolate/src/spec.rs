@@ -192,6 +192,16 @@ pub struct SandboxSpec {
     pub cgroup_parent: String,
     /// First host uid/gid of the range mapped into the sandbox.
     pub id_map_base: u32,
+    /// Keep the writable layer: None (the default) puts the overlay's upper and work
+    /// dirs on the scratch tmpfs, gone with the sandbox. `Some(DIR)` puts them in
+    /// `DIR/upper` and `DIR/work` on the host instead (DIR must be an existing, empty
+    /// directory, on one file system, that only the caller writes), so the upper dir,
+    /// overlayfs whiteouts and opaque markers included, survives the run: template
+    /// builds turn it into a layer. The disk cap then bounds /tmp, /dev/shm and each
+    /// file (RLIMIT_FSIZE), not the layer's total size, and Landlock lets the command
+    /// write anywhere in its root (a package install writes /usr; read-only mounts
+    /// stay read-only).
+    pub upper_dir: Option<PathBuf>,
 }
 
 impl SandboxSpec {

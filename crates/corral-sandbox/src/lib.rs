@@ -14,4 +14,7 @@ pub use manager::{
     ManagerConfig, PtyInput, PtyRequest, PtySession, SandboxError,
 };
 pub use template::{resolve_template, TemplateError};
-pub use templates::{check_template_name, TemplateSource, TemplateStore, TemplateStoreError};
+pub use templates::{
+    check_template_name, BuildEvent, BuildRequest, RecipeError, TemplateSource, TemplateStore,
+    TemplateStoreError,
+};

@@ -234,6 +234,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         runtime_dir: paths::runtime_dir(),
         cgroup_parent: paths::cgroup_parent(),
         id_map_base: paths::ID_MAP_BASE,
+        upper_dir: None,
     };
     for l in &spec.skip_layers {
         eprintln!(

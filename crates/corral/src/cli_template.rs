@@ -1,15 +1,17 @@
-//! `corral template import|ls|inspect|rm`: the template store of a data directory
+//! `corral template build|import|ls|inspect|rm`: the template store of a data directory
 //! (the daemon's `--data-dir`, which is also where `corral run --template` looks), used
 //! directly, without a daemon. `rm` consults the directory's state database and is
 //! refused while a sandbox or snapshot recorded there uses the template; the HTTP API
 //! (`/v1/templates`) does the same through the running daemon.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use corral_sandbox::{TemplateSource, TemplateStore};
+use corral_sandbox::{BuildEvent, BuildRequest, TemplateSource, TemplateStore};
 use corral_types::api::Template;
 
 use crate::{paths, EXIT_CORRAL_ERROR};
@@ -28,6 +30,25 @@ pub(crate) struct TemplateArgs {
 
 #[derive(Debug, Subcommand)]
 enum TemplateCommand {
+    /// Build a template from a recipe (a Dockerfile subset, see docs/templates.md);
+    /// progress on stderr. RUN steps run offline in corral sandboxes, as root.
+    Build {
+        /// Template name.
+        #[arg(long)]
+        name: String,
+        /// Version (default: the next number; an unchanged rebuild keeps the newest).
+        #[arg(long)]
+        version: Option<String>,
+        /// The recipe [default: CONTEXT_DIR/Recipe, else CONTEXT_DIR/Dockerfile].
+        #[arg(short = 'f', long = "file", value_name = "RECIPE")]
+        file: Option<PathBuf>,
+        /// NAME=VALUE for an ARG of the recipe (repeatable).
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+        /// The build context: COPY and ADD sources are relative to it.
+        #[arg(value_name = "CONTEXT_DIR")]
+        context: PathBuf,
+    },
     /// Import a root file system directory or an OCI image (layout dir or tarball).
     Import {
         /// Template name.
@@ -76,6 +97,63 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(paths::state_dir);
     let store = TemplateStore::new(&dir, paths::ID_MAP_BASE);
     match args.command {
+        TemplateCommand::Build {
+            name,
+            version,
+            file,
+            build_args,
+            context,
+        } => {
+            let file = file.unwrap_or_else(|| {
+                let r = context.join("Recipe");
+                if r.exists() {
+                    r
+                } else {
+                    context.join("Dockerfile")
+                }
+            });
+            let recipe = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the recipe {}", file.display()))?;
+            let mut parsed = BTreeMap::new();
+            for a in build_args {
+                let (k, v) = a
+                    .split_once('=')
+                    .with_context(|| format!("--build-arg {a:?}: write NAME=VALUE"))?;
+                parsed.insert(k.to_string(), v.to_string());
+            }
+            // What a killed import or build left is removed first.
+            store.clean_stale()?;
+            let req = BuildRequest {
+                name,
+                version,
+                recipe,
+                recipe_name: file.canonicalize().unwrap_or(file).display().to_string(),
+                context,
+                build_args: parsed,
+                runtime_dir: paths::runtime_dir(),
+                cgroup_parent: paths::cgroup_parent(),
+            };
+            let started = Instant::now();
+            let t = store.build(&req, &mut progress)?;
+            eprintln!(
+                "built {}:{} in {:.2} s",
+                t.name,
+                t.version,
+                started.elapsed().as_secs_f64()
+            );
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!(
+                    "{}:{} {} {} layers, {}",
+                    t.name,
+                    t.version,
+                    t.id,
+                    t.layers.len(),
+                    size(t.size_bytes)
+                );
+            }
+        }
         TemplateCommand::Import {
             name,
             version,
@@ -138,6 +216,33 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Build progress on stderr: `step N/M`, cached or running, the instruction, then the
+/// step's output (indented) and time.
+fn progress(e: BuildEvent) {
+    match e {
+        BuildEvent::Step {
+            step,
+            total,
+            text,
+            cached,
+        } => {
+            let shown: String = text.chars().take(100).collect();
+            let state = if cached { "cached " } else { "running" };
+            eprintln!("step {step}/{total} {state} {shown}");
+        }
+        BuildEvent::Output(out) => {
+            for l in String::from_utf8_lossy(&out).lines() {
+                eprintln!("  | {l}");
+            }
+        }
+        BuildEvent::Done { step, elapsed } => {
+            if elapsed.as_millis() >= 100 {
+                eprintln!("step {step} done in {:.2} s", elapsed.as_secs_f64());
+            }
+        }
+    }
 }
 
 fn size(b: u64) -> String {

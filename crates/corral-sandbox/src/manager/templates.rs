@@ -19,7 +19,9 @@ impl From<TemplateStoreError> for SandboxError {
             TemplateStoreError::InvalidName(_)
             | TemplateStoreError::UnsafeEntry { .. }
             | TemplateStoreError::BadSource { .. }
-            | TemplateStoreError::Tar(_) => SandboxError::InvalidRequest(msg),
+            | TemplateStoreError::Tar(_)
+            | TemplateStoreError::Recipe(_)
+            | TemplateStoreError::StepFailed { .. } => SandboxError::InvalidRequest(msg),
             TemplateStoreError::Exists(_) | TemplateStoreError::InUse { .. } => {
                 SandboxError::Conflict(msg)
             }

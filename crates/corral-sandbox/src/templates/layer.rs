@@ -62,6 +62,9 @@ pub(crate) fn clean_path(raw: &Path) -> Result<Option<PathBuf>, TemplateStoreErr
 pub(crate) struct LayerWriter {
     root: PathBuf,
     id_base: u32,
+    /// Where entries go below the root (recipes' ADD unpacks archives into a
+    /// directory); empty for imports.
+    prefix: PathBuf,
 }
 
 impl LayerWriter {
@@ -73,7 +76,18 @@ impl LayerWriter {
         Ok(LayerWriter {
             root: root.to_path_buf(),
             id_base,
+            prefix: PathBuf::new(),
         })
+    }
+
+    /// A writer for the same layer whose paths are relative to `prefix` (a relative
+    /// path of normal components, already created as a real directory).
+    pub(crate) fn below(&self, prefix: &Path) -> LayerWriter {
+        LayerWriter {
+            root: self.root.clone(),
+            id_base: self.id_base,
+            prefix: self.prefix.join(prefix),
+        }
     }
 
     /// Host id of in-image id `id`.
@@ -85,6 +99,7 @@ impl LayerWriter {
     /// Makes sure every directory of `rel`'s parent exists as a real directory of this
     /// layer (creating missing ones, root-owned 0755) and returns the host path of `rel`.
     fn parent_ready(&self, rel: &Path) -> Result<PathBuf, TemplateStoreError> {
+        let rel = &self.prefix.join(rel);
         let mut at = self.root.clone();
         let parent = rel.parent().unwrap_or(Path::new(""));
         for c in parent.components() {
@@ -215,7 +230,8 @@ impl LayerWriter {
         owner: (u32, u32),
     ) -> Result<(), TemplateStoreError> {
         let Some(rel) = rel else {
-            return self.finish(Path::new("."), &self.root.clone(), Some(mode), owner, None);
+            let top = self.root.join(&self.prefix);
+            return self.finish(Path::new("."), &top, Some(mode), owner, None);
         };
         let path = self.parent_ready(rel)?;
         self.clear(rel, &path, true)?;
@@ -275,7 +291,7 @@ impl LayerWriter {
                 let p = self.parent_ready(&rel.join("x"))?;
                 p.parent().map(Path::to_path_buf).unwrap_or(p)
             }
-            None => self.root.clone(),
+            None => self.root.join(&self.prefix),
         };
         let shown = rel.unwrap_or(Path::new("."));
         xattr::set(&path, OPAQUE_XATTR, b"y").map_err(|e| self.io(shown, e))

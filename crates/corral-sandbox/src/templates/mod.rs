@@ -18,10 +18,12 @@
 //! next time a store is opened for writing. A manifest is one JSON file (no SQLite):
 //! it is written once and never changed, and the directory listing is the index.
 
+mod build;
 mod dir;
 mod etc;
 mod layer;
 mod oci;
+mod recipe;
 
 use std::fs;
 use std::io::{self, Write};
@@ -34,7 +36,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use self::build::{BuildEvent, BuildRequest};
 use self::layer::{digest_layer, hex, LayerWriter};
+pub use self::recipe::RecipeError;
 
 /// The longest overlay lowerdir option corral builds (the kernel takes one page of
 /// mount options; snapshot layers and the other options need room too).
@@ -79,6 +83,19 @@ pub enum TemplateStoreError {
     BadSource {
         /// The source (or the file in it).
         path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The recipe cannot be built as written (its line is in the message).
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    /// A recipe step failed; nothing was registered.
+    #[error("step {step} (recipe line {line}) failed: {why}; nothing was registered")]
+    StepFailed {
+        /// 1-based step.
+        step: usize,
+        /// The recipe line of the instruction.
+        line: usize,
         /// Why.
         why: String,
     },
@@ -145,6 +162,18 @@ struct Manifest {
     /// Bottom first; the last is corral's layer.
     layers: Vec<LayerEntry>,
     env: Vec<String>,
+    /// "host": the layers sit on the host template (its skeleton and /usr binds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<String>,
+    /// A recipe's final WORKDIR (recorded; execs do not apply it yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workdir: Option<String>,
+    /// A recipe's final USER, when not root (recorded; execs do not apply it yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<u32>,
+    /// The hosts a recipe's `# corral: allow` names (for RUN egress, not wired yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,16 +327,34 @@ impl TemplateStore {
                 }
             }
         }
-        self.collect_garbage()
+        self.collect_garbage(false)
     }
 
-    /// Removes layers no manifest names (caller holds the lock).
-    fn collect_garbage(&self) -> Result<(), TemplateStoreError> {
-        let used: std::collections::HashSet<String> = self
+    /// Removes layers no manifest names (caller holds the lock). Layers the recipe
+    /// build cache names are kept, unless `drop_cache`: then cache entries whose layers
+    /// no template names go first (template removal is what frees cached layers).
+    fn collect_garbage(&self, drop_cache: bool) -> Result<(), TemplateStoreError> {
+        let mut used: std::collections::HashSet<String> = self
             .manifests()?
             .into_iter()
             .flat_map(|m| m.layers.into_iter().map(|l| l.digest))
             .collect();
+        if let Ok(entries) = fs::read_dir(self.root.join("cache")) {
+            for e in entries.flatten() {
+                let entry = fs::read(e.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<LayerEntry>(&b).ok());
+                match entry {
+                    Some(l) if !drop_cache || used.contains(&l.digest) => {
+                        used.insert(l.digest);
+                    }
+                    // Unreadable, partial or no longer wanted.
+                    _ => {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
         if let Ok(entries) = fs::read_dir(self.layers()) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -453,6 +500,24 @@ impl TemplateStore {
                 });
             }
         }
+        if m.base.as_deref() == Some("host") {
+            let mut r =
+                crate::host::host_rootfs(&self.root, self.id_base).map_err(|(path, source)| {
+                    TemplateStoreError::Io {
+                        what: format!("building the host template in {}", path.display()),
+                        source,
+                    }
+                })?;
+            dirs.reverse();
+            r.layers = dirs;
+            return Ok(r);
+        }
+        if dirs.is_empty() {
+            return Err(TemplateStoreError::BadSource {
+                path: self.root.clone(),
+                why: format!("template {} has no layers", m.pinned()),
+            });
+        }
         let lower = dirs.remove(0);
         dirs.reverse();
         Ok(RootfsSpec {
@@ -563,12 +628,84 @@ impl TemplateStore {
             });
         }
 
+        let pending: Vec<(PathBuf, String)> = built
+            .iter()
+            .zip(&entries)
+            .map(|((d, _), e)| (d.clone(), e.digest.clone()))
+            .collect();
+        let m = Manifest {
+            format: MANIFEST_FORMAT,
+            name: name.to_string(),
+            version: String::new(),
+            created_at_ms: now_ms(),
+            id_base: self.id_base,
+            source: source_text,
+            layers: entries,
+            env,
+            base: None,
+            workdir: None,
+            user: None,
+            allow: Vec::new(),
+        };
+        self.register(m, version, &pending)
+    }
+
+    /// Moves `pending` layers (dir, digest) into `layers/` and writes the manifest of
+    /// `m` under `version`, or the next number, all under the store lock. A build without a version whose result equals the newest
+    /// version of the name (same layers and metadata) returns that version instead.
+    fn register(
+        &self,
+        mut m: Manifest,
+        version: Option<&str>,
+        pending: &[(PathBuf, String)],
+    ) -> Result<Template, TemplateStoreError> {
+        let mkio = |d: &Path| TemplateStoreError::io(format!("creating {}", d.display()));
+        let name = m.name.clone();
         let _lock = self.lock()?;
+        if let Some(v) = version {
+            if self.images().join(&name).join(format!("{v}.json")).exists() {
+                return Err(TemplateStoreError::Exists(format!("{name}:{v}")));
+            }
+        }
+        for (d, digest) in pending {
+            let dest = self.layers().join(digest);
+            if !dest.exists() {
+                fs::rename(d, &dest).map_err(TemplateStoreError::io(format!(
+                    "moving layer {digest} into the store"
+                )))?;
+            }
+        }
+        for e in &m.layers {
+            if !self.layers().join(&e.digest).is_dir() {
+                return Err(TemplateStoreError::BadSource {
+                    path: self.layers().join(&e.digest),
+                    why: "a layer went missing while building (a concurrent removal collected it); build again".into(),
+                });
+            }
+        }
+        let all = self.manifests()?;
         let version = match version {
             Some(v) => v.to_string(),
             None => {
-                let n = self
-                    .manifests()?
+                if let Some(newest) = all.iter().rfind(|o| o.name == name) {
+                    let same = |o: &Manifest| {
+                        o.source.starts_with("recipe:")
+                            && o.source == m.source
+                            && o.env == m.env
+                            && o.base == m.base
+                            && o.workdir == m.workdir
+                            && o.user == m.user
+                            && o.allow == m.allow
+                            && o.layers
+                                .iter()
+                                .map(|l| &l.digest)
+                                .eq(m.layers.iter().map(|l| &l.digest))
+                    };
+                    if same(newest) {
+                        return Ok(newest.to_api());
+                    }
+                }
+                let n = all
                     .iter()
                     .filter(|m| m.name == name)
                     .filter_map(|m| m.version.parse::<u64>().ok())
@@ -577,30 +714,12 @@ impl TemplateStore {
                 (n + 1).to_string()
             }
         };
-        let dir = self.images().join(name);
-        let file = dir.join(format!("{version}.json"));
+        m.version = version;
+        let dir = self.images().join(&name);
+        let file = dir.join(format!("{}.json", m.version));
         if file.exists() {
-            return Err(TemplateStoreError::Exists(format!("{name}:{version}")));
+            return Err(TemplateStoreError::Exists(m.pinned()));
         }
-        for ((d, _), e) in built.iter().zip(&entries) {
-            let dest = self.layers().join(&e.digest);
-            if !dest.exists() {
-                fs::rename(d, &dest).map_err(TemplateStoreError::io(format!(
-                    "moving layer {} into the store",
-                    e.digest
-                )))?;
-            }
-        }
-        let m = Manifest {
-            format: MANIFEST_FORMAT,
-            name: name.to_string(),
-            version,
-            created_at_ms: now_ms(),
-            id_base: self.id_base,
-            source: source_text,
-            layers: entries,
-            env,
-        };
         fs::create_dir_all(&dir).map_err(mkio(&dir))?;
         let part = dir.join(format!(".{}.json.part", m.version));
         let json = serde_json::to_vec_pretty(&m).map_err(|e| TemplateStoreError::Io {
@@ -632,6 +751,6 @@ impl TemplateStore {
             let _ = fs::remove_file(dir.join(format!("{version}.json")));
             let _ = fs::remove_dir(&dir);
         }
-        self.collect_garbage()
+        self.collect_garbage(true)
     }
 }
