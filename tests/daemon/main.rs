@@ -10,6 +10,7 @@ mod cli;
 mod exec;
 mod files;
 mod lifecycle;
+mod network;
 mod openapi_check;
 mod pty;
 mod recipes;

@@ -149,7 +149,7 @@ fn bad_missing_command() {
 
 #[test]
 fn bad_net_mode() {
-    assert_bad_input(&["run", "--net", "open", "--", "true"], &["net", "open"]);
+    assert_bad_input(&["run", "--net", "bogus", "--", "true"], &["net", "bogus"]);
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn json_error_unknown_template() {
 
 #[test]
 fn json_error_net_mode() {
-    assert_json_error(&["--net", "open", "--", "true"], None);
+    assert_json_error(&["--net", "bogus", "--", "true"], None);
 }
 
 #[test]

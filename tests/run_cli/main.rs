@@ -13,6 +13,7 @@ mod environment;
 mod exit_status;
 mod limits;
 mod mounts;
+mod network;
 mod output;
 mod signals;
 mod stdin;

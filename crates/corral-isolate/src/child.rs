@@ -31,6 +31,8 @@ pub(crate) struct ChildCtx {
     pub report_w: RawFd,
     /// The parent's ends of every pipe, closed first thing in the child.
     pub parent_fds: Vec<RawFd>,
+    /// A network namespace to join first thing (None: the clone made a new one).
+    pub netns: Option<RawFd>,
     pub hostname: String,
     pub plan: Vec<MountOp>,
     pub nofile: u64,
@@ -116,6 +118,14 @@ pub(crate) fn sandbox_main(ctx: ChildCtx) -> ! {
 }
 
 fn setup(ctx: &ChildCtx) -> Result<i32, String> {
+    // The network namespace comes first, while init is still host root in the host's
+    // user namespace: the namespace stays owned by the host, so nothing inside can
+    // change its addresses, routes or firewall.
+    if let Some(ns) = ctx.netns {
+        nix::sched::setns(fd(ns), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("joining the sandbox's network namespace: {e}"))?;
+        let _ = nix::unistd::close(ns);
+    }
     // A session's init outlives the process that starts it: no parent-death signal.
     if !ctx.session() {
         caps::die_with_parent().map_err(|e| format!("setting the parent-death signal: {e}"))?;

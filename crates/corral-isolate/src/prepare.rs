@@ -24,6 +24,8 @@ pub(crate) struct BoxView<'a> {
     pub id_map_base: u32,
     /// Where the writable layer is kept (one-shot runs only; see SandboxSpec).
     pub upper_dir: Option<&'a Path>,
+    /// A network namespace file to join instead of a new namespace.
+    pub netns: Option<&'a Path>,
 }
 
 impl BoxView<'_> {
@@ -43,6 +45,7 @@ impl SandboxSpec {
             cgroup_parent: &self.cgroup_parent,
             id_map_base: self.id_map_base,
             upper_dir: self.upper_dir.as_deref(),
+            netns: self.netns.as_deref(),
         }
     }
 }
@@ -58,6 +61,7 @@ impl SessionSpec {
             cgroup_parent: &self.cgroup_parent,
             id_map_base: self.id_map_base,
             upper_dir: None,
+            netns: self.netns.as_deref(),
         }
     }
 }
@@ -121,6 +125,14 @@ pub(crate) fn validate_box(spec: &BoxView<'_>) -> Result<(), RunError> {
             return Err(RunError::InvalidSpec(format!(
                 "the writable layer's directory {} must be an existing absolute directory without ':' ',' or '\\'",
                 d.display()
+            )));
+        }
+    }
+    if let Some(ns) = spec.netns {
+        if !ns.is_absolute() || !ns.exists() {
+            return Err(RunError::InvalidSpec(format!(
+                "network namespace {} does not exist; give the absolute path of a namespace file",
+                ns.display()
             )));
         }
     }
@@ -224,13 +236,32 @@ pub(crate) fn make_cgroup(
     Ok(Some((cg, layout)))
 }
 
-/// Clones the sandbox's init into new pid, mount, ipc, uts and net namespaces.
+/// Opens the network namespace file the sandbox joins (close-on-exec; the child
+/// closes its copy right after `setns`).
+pub(crate) fn open_netns(spec: &BoxView<'_>) -> Result<Option<std::os::fd::OwnedFd>, RunError> {
+    let Some(path) = spec.netns else {
+        return Ok(None);
+    };
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(Some)
+    .map_err(|e| RunError::Io {
+        what: format!("opening the network namespace {}", path.display()),
+        source: io::Error::from_raw_os_error(e as i32),
+    })
+}
+
+/// Clones the sandbox's init into new pid, mount, ipc, uts and (unless it joins one
+/// given by the caller) net namespaces.
 pub(crate) fn clone_sandbox(ctx: ChildCtx) -> Result<i32, RunError> {
-    let flags = libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWNET;
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if ctx.netns.is_none() {
+        flags |= libc::CLONE_NEWNET;
+    }
     // SAFETY: clone without CLONE_VM and with a null stack behaves like fork: the child
     // gets a copy of this (single-threaded, checked above) process and continues on its
     // own copy of the stack. The child never returns from sandbox_main.

@@ -308,10 +308,12 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         if let Some((_, w)) = &stdin_pipe {
             parent_fds.push(w.as_raw_fd());
         }
+        let netns = prepare::open_netns(&view)?;
         let ctx = ChildCtx {
             p2c_r: p2c_r.as_raw_fd(),
             report_w: report_w.as_raw_fd(),
             parent_fds,
+            netns: netns.as_ref().map(|f| f.as_raw_fd()),
             hostname: spec.hostname.clone(),
             plan,
             nofile: spec.limits.nofile,
@@ -345,6 +347,7 @@ pub fn run(spec: &SandboxSpec) -> Result<RunOutcome, RunError> {
         let started = Instant::now();
         let pid = prepare::clone_sandbox(ctx)?;
         // The parent keeps only its own ends.
+        drop(netns);
         drop(p2c_r);
         drop(report_w);
         drop(stdout_w);

@@ -97,10 +97,12 @@ pub fn start_session(spec: &SessionSpec, control: UnixListener) -> Result<Sessio
     )
     .map_err(io_err("creating the sandbox's sync socket"))?;
     let (report_r, report_w) = pipe()?;
+    let netns = prepare::open_netns(&view)?;
     let ctx = ChildCtx {
         p2c_r: p2c_r.as_raw_fd(),
         report_w: report_w.as_raw_fd(),
         parent_fds: vec![p2c_w.as_raw_fd(), report_r.as_raw_fd()],
+        netns: netns.as_ref().map(|f| f.as_raw_fd()),
         hostname: spec.hostname.clone(),
         plan,
         nofile: spec.limits.nofile,
@@ -117,6 +119,7 @@ pub fn start_session(spec: &SessionSpec, control: UnixListener) -> Result<Sessio
     };
     let cgroup = prepare::make_cgroup(&view, &spec.cgroup_name, true)?.map(|(cg, _)| cg);
     let pid = prepare::clone_sandbox(ctx)?;
+    drop(netns);
     drop(p2c_r);
     drop(report_w);
     drop(control);

@@ -202,6 +202,10 @@ pub struct SandboxSpec {
     /// write anywhere in its root (a package install writes /usr; read-only mounts
     /// stay read-only).
     pub upper_dir: Option<PathBuf>,
+    /// A network namespace file (e.g. /run/netns/NAME) the sandbox joins instead of
+    /// getting a new, loopback-only one. It stays owned by the host's user namespace,
+    /// so nothing inside can change its addresses, routes or firewall.
+    pub netns: Option<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -237,6 +241,9 @@ pub struct SessionSpec {
     /// When init kills everything and exits (ms since the Unix epoch, CLOCK_REALTIME);
     /// None: no deadline until a `set_deadline` request sets one.
     pub deadline_unix_ms: Option<u64>,
+    /// A network namespace file to join (see [`SandboxSpec::netns`]); None: a new
+    /// namespace with loopback only.
+    pub netns: Option<PathBuf>,
 }
 
 impl SessionSpec {

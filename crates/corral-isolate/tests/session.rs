@@ -87,6 +87,7 @@ fn spawn(deadline: Option<u64>) -> Sbx {
         cgroup_name: cgroup.clone(),
         id_map_base: 200_000,
         deadline_unix_ms: deadline,
+        netns: None,
     };
     let (r, w) = nix::unistd::pipe().unwrap();
     // SAFETY: the child only calls start_session, writes 4 bytes and _exits;

@@ -37,6 +37,7 @@ async fn fixture() -> Fixture {
         default_disk_bytes: 1 << 30,
         skip_layers: vec![],
         keep_sandboxes_on_shutdown: false,
+        network: Default::default(),
     };
     let manager: Arc<Manager> = Manager::start(cfg).await.unwrap();
     let auth = auth::AuthStore::open(dir.path()).unwrap();

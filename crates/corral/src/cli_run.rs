@@ -40,7 +40,9 @@ pub(crate) struct RunArgs {
     /// and charged to the sandbox's memory limit.
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size, allow_hyphen_values = true)]
     disk: u64,
-    /// Network mode. Only `none` (loopback only) is available in this version.
+    /// Network mode: `none` (loopback only) or `open` (outbound access except to the
+    /// host, other sandboxes, link-local/metadata and private deny ranges; see
+    /// docs/network.md).
     #[arg(long, value_name = "MODE", default_value = "none")]
     net: String,
     /// Bind a host path into the sandbox, HOST:SANDBOX[:ro|rw]; read-only unless :rw.
@@ -175,16 +177,19 @@ fn fail(json: bool, code: &str, message: &str) -> ExitCode {
 }
 
 pub(crate) fn main(args: RunArgs) -> ExitCode {
-    if args.net != "none" {
-        return fail(
-            args.json,
-            "invalid_argument",
-            &format!(
-                "network mode {:?} is not available in this version; use --net none",
-                args.net
-            ),
-        );
-    }
+    let open = match args.net.as_str() {
+        "none" => false,
+        "open" => true,
+        other => {
+            return fail(
+                args.json,
+                "invalid_argument",
+                &format!(
+                    "network mode {other:?} is not available in this version; use --net none or --net open"
+                ),
+            )
+        }
+    };
     let rootfs = match corral_sandbox::resolve_template(
         &paths::state_dir(),
         &args.template,
@@ -235,6 +240,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         cgroup_parent: paths::cgroup_parent(),
         id_map_base: paths::ID_MAP_BASE,
         upper_dir: None,
+        netns: None,
     };
     for l in &spec.skip_layers {
         eprintln!(
@@ -242,7 +248,36 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             l.name()
         );
     }
-    match corral_isolate::run(&spec) {
+    // --net open: a network of the run's own, built here and removed when `net` is
+    // dropped after the run (see corral-net's run.rs).
+    let mut spec = spec;
+    let net = if open {
+        match corral_net::RunNet::create(
+            &paths::runtime_dir().join("net"),
+            corral_net::Cidr::RUN_DEFAULT,
+            Vec::new(),
+        ) {
+            Ok(n) => {
+                spec.netns = Some(n.lease().netns.clone());
+                Some(n)
+            }
+            Err(e) => {
+                return fail(
+                    args.json,
+                    "internal",
+                    &format!(
+                        "building the run's network (needs root, iproute2 and nftables): {}",
+                        corral_isolate::error_chain(&e)
+                    ),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let result = corral_isolate::run(&spec);
+    drop(net);
+    match result {
         Ok(outcome) => report(&args, &outcome),
         Err(e) => {
             let code = match e {

@@ -49,6 +49,36 @@ struct FileConfig {
     #[serde(default)]
     defaults: Defaults,
     keep_sandboxes_on_shutdown: Option<bool>,
+    #[serde(default)]
+    network: NetworkKeys,
+}
+
+/// `[network]`: sandbox networks (mode `open`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkKeys {
+    cidr: Option<String>,
+    deny: Option<Vec<String>>,
+    pool_size: Option<usize>,
+}
+
+fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSettings> {
+    let mut s = corral_sandbox::NetSettings::default();
+    if let Some(c) = n.cidr {
+        s.cidr = corral_net::Cidr::parse_pool(&c)
+            .map_err(|e| anyhow::anyhow!("network.cidr: {}", corral_isolate::error_chain(&e)))?;
+    }
+    for d in n.deny.unwrap_or_default() {
+        s.deny.push(
+            corral_net::Cidr::parse(&d).map_err(|e| {
+                anyhow::anyhow!("network.deny: {}", corral_isolate::error_chain(&e))
+            })?,
+        );
+    }
+    if let Some(p) = n.pool_size {
+        s.pool_size = p;
+    }
+    Ok(s)
 }
 
 /// `[defaults]`: resources of a sandbox whose create request names none.
@@ -137,6 +167,7 @@ fn resolve(file: FileConfig, args: &ServeArgs, corral_exe: PathBuf) -> anyhow::R
     if pids < 2 {
         bail!("defaults.pids must be at least 2");
     }
+    let network = network_settings(file.network)?;
     Ok(Resolved {
         server: ServerConfig {
             listen,
@@ -159,6 +190,7 @@ fn resolve(file: FileConfig, args: &ServeArgs, corral_exe: PathBuf) -> anyhow::R
             default_disk_bytes: disk,
             skip_layers: Vec::new(),
             keep_sandboxes_on_shutdown: file.keep_sandboxes_on_shutdown.unwrap_or(false),
+            network,
         },
     })
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use corral_isolate::ctl::{CtlOp, CtlReply};
 use corral_isolate::{Cgroup, Layer, RealCgroupFs};
-use corral_types::api::{Resources, Sandbox, SandboxCreateRequest, SandboxState, TenantQuota};
+use corral_types::api::{
+    NetworkMode, Resources, Sandbox, SandboxCreateRequest, SandboxState, TenantQuota,
+};
 
 use super::clock::now_ms;
 use super::conn::Conn;
@@ -248,8 +250,11 @@ impl Manager {
             expires_at_ms: now + ttl.as_millis() as u64,
             stopped_at_ms: None,
             stop_reason: None,
+            net_slot: None,
         };
-        let pooled = if row.template == "host"
+        let open = req.network.mode == NetworkMode::Open;
+        let pooled = if !open
+            && row.template == "host"
             && layers.is_empty()
             && row.resources.disk_bytes == self.cfg.default_disk_bytes
         {
@@ -268,7 +273,12 @@ impl Manager {
                     self.build(row, layers).await?
                 }
             },
-            None => self.build(row, layers).await?,
+            None => {
+                if open {
+                    row.net_slot = Some(self.net_acquire().await?);
+                }
+                self.build(row, layers).await?
+            }
         };
         self.wake_pool.notify_one();
         let api = to_api(&live.row());
@@ -371,8 +381,21 @@ impl Manager {
         mut row: SandboxRow,
         layers: Vec<PathBuf>,
     ) -> Result<Arc<Live>, SandboxError> {
+        let built = self.build_inner(&mut row, layers).await;
+        if let (Err(_), Some(slot)) = (&built, row.net_slot) {
+            self.net_release(slot).await;
+        }
+        built
+    }
+
+    async fn build_inner(
+        &self,
+        row: &mut SandboxRow,
+        layers: Vec<PathBuf>,
+    ) -> Result<Arc<Live>, SandboxError> {
+        let netns = row.net_slot.map(|s| self.net_path(s)).transpose()?;
         row.id = new_id()?;
-        row.seq = self.store.insert(&row)?;
+        row.seq = self.store.insert(row)?;
         let id = row.id.clone();
         let socket = socket_path(&self.cfg, &id);
         let req = SpawnRequest {
@@ -393,6 +416,7 @@ impl Manager {
             deadline_unix_ms: row.expires_at_ms + INIT_DEADLINE_GRACE_MS,
             socket: socket.clone(),
             daemon_pid: std::process::id(),
+            netns,
         };
         let attempt = async {
             let (pid, start) = spawn(&self.cfg.corral_exe, &req).await?;
@@ -512,6 +536,10 @@ impl Manager {
             let _ = std::fs::remove_file(&socket);
         })
         .await;
+        // Init and everything in its cgroup are gone: nothing uses the network now.
+        if let Some(slot) = row.net_slot {
+            self.net_release(slot).await;
+        }
         if let Ok(mut m) = self.live.write() {
             m.remove(&l.id);
         }
@@ -684,6 +712,7 @@ impl Manager {
                 expires_at_ms: now + self.cfg.max_timeout.as_millis() as u64,
                 stopped_at_ms: None,
                 stop_reason: None,
+                net_slot: None,
             };
             match self.build(row, Vec::new()).await {
                 Ok(l) if self.shutting_down.load(Ordering::Acquire) => {

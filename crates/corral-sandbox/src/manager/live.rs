@@ -117,7 +117,11 @@ pub(crate) fn to_api(row: &SandboxRow) -> Sandbox {
         snapshot_id: row.snapshot_id.clone(),
         tenant: row.tenant.clone().unwrap_or_default(),
         resources: row.resources.clone(),
-        network: Default::default(),
+        network: if row.net_slot.is_some() {
+            corral_types::api::NetworkMode::Open
+        } else {
+            corral_types::api::NetworkMode::None
+        },
         metadata: row.metadata.clone(),
         created_at: rfc3339(row.created_at_ms),
         expires_at: rfc3339(row.expires_at_ms),

@@ -13,6 +13,7 @@ mod files;
 mod lifecycle;
 mod live;
 mod metrics;
+mod network;
 mod procs;
 mod pty;
 mod snapshot;
@@ -34,6 +35,7 @@ use corral_types::api::{
 };
 use corral_types::RunResult;
 pub use error::SandboxError;
+pub use network::NetSettings;
 pub use spawn::spawn_main;
 pub use templates::{remove_template, template_users};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -72,6 +74,8 @@ pub struct ManagerConfig {
     /// On shutdown, leave tenants' sandboxes running for the next daemon to re-attach
     /// (true) or stop them (false, the default: nothing outlives the daemon).
     pub keep_sandboxes_on_shutdown: bool,
+    /// Sandbox networks (mode `open`): address pool, deny ranges, pre-built count.
+    pub network: NetSettings,
 }
 
 /// Filters and paging of [`Manager::list`].
@@ -147,6 +151,8 @@ pub struct Manager {
     /// Shared by creates from resolving their template to their row; exclusive while a
     /// template is removed (see templates.rs).
     template_lock: tokio::sync::RwLock<()>,
+    /// corral-net's pool, set once after recovery; Err: networking is off (why).
+    net: std::sync::OnceLock<Result<Arc<corral_net::NetPool>, String>>,
     me: Weak<Manager>,
 }
 
@@ -176,10 +182,12 @@ impl Manager {
             wake_pool: Notify::new(),
             tasks: Mutex::new(Vec::new()),
             template_lock: tokio::sync::RwLock::new(()),
+            net: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         m.clean_templates().await?;
         m.recover().await?;
+        m.start_network().await;
         m.start_tasks();
         Ok(m)
     }
@@ -220,6 +228,7 @@ impl Manager {
             .into_iter()
             .map(|l| async move { self.teardown(&l, "daemon_shutdown").await });
         futures_join_all(jobs).await;
+        self.net_shutdown().await;
         lifecycle::remove_cgroup_parent(&self.cfg);
     }
 

@@ -36,6 +36,9 @@ pub(crate) struct SpawnRequest {
     pub socket: PathBuf,
     /// The daemon's pid: the spawner dies with it (and checks it is still there).
     pub daemon_pid: u32,
+    /// The network namespace to join (mode `open`); None: loopback only.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// What was built.
@@ -175,6 +178,7 @@ fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
         cgroup_name: req.id.clone(),
         id_map_base: req.id_map_base,
         deadline_unix_ms: Some(req.deadline_unix_ms),
+        netns: req.netns.clone(),
     };
     let _ = std::fs::remove_file(&req.socket);
     let listener = corral_isolate::ctl::listen(&req.socket)

@@ -12,7 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::SandboxError;
 
 /// Schema versions, applied in order; the index + 1 is the version number.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sandboxes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -46,7 +47,11 @@ CREATE TABLE snapshots (
     created_at_ms INTEGER NOT NULL,
     UNIQUE (tenant, id)
 );
-"#];
+"#,
+    // Version 2: the slot of corral-net's address pool a sandbox in mode `open` holds
+    // (NULL: mode `none`).
+    "ALTER TABLE sandboxes ADD COLUMN net_slot INTEGER;",
+];
 
 /// One sandbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub(crate) struct SandboxRow {
     pub expires_at_ms: u64,
     pub stopped_at_ms: Option<u64>,
     pub stop_reason: Option<String>,
+    /// The network slot of a sandbox in mode `open` (None: mode `none`).
+    pub net_slot: Option<u32>,
 }
 
 /// One snapshot row.
@@ -96,7 +103,7 @@ fn db_err(e: rusqlite::Error) -> SandboxError {
 
 const COLUMNS: &str = "seq, id, tenant, pooled, state, template, snapshot_id, memory_bytes, \
     cpu_millis, pids, disk_bytes, env, metadata, init_pid, init_start, created_at_ms, \
-    expires_at_ms, stopped_at_ms, stop_reason";
+    expires_at_ms, stopped_at_ms, stop_reason, net_slot";
 
 fn row_to_sandbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
     let state: String = r.get(4)?;
@@ -124,6 +131,7 @@ fn row_to_sandbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
         expires_at_ms: r.get::<_, i64>(16)? as u64,
         stopped_at_ms: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
         stop_reason: r.get(18)?,
+        net_slot: r.get::<_, Option<i64>>(19)?.map(|v| v as u32),
     })
 }
 
@@ -211,7 +219,8 @@ impl Store {
             c.execute(
                 "INSERT INTO sandboxes (id, tenant, pooled, state, template, snapshot_id, \
                  memory_bytes, cpu_millis, pids, disk_bytes, env, metadata, created_at_ms, \
-                 expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 expires_at_ms, net_slot) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     row.id,
                     row.tenant,
@@ -227,6 +236,7 @@ impl Store {
                     metadata,
                     row.created_at_ms as i64,
                     row.expires_at_ms as i64,
+                    row.net_slot.map(i64::from),
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -519,6 +529,7 @@ mod tests {
             expires_at_ms: 20,
             stopped_at_ms: None,
             stop_reason: None,
+            net_slot: None,
         }
     }
 

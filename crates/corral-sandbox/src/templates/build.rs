@@ -554,6 +554,7 @@ impl TemplateStore {
             cgroup_parent: req.cgroup_parent.clone(),
             id_map_base: self.id_base,
             upper_dir: Some(dir.to_path_buf()),
+            netns: None,
         };
         let out = corral_isolate::run(&spec)
             .map_err(|e| step_err(n, line, corral_isolate::error_chain(&e)))?;

@@ -48,14 +48,18 @@ impl SandboxState {
     }
 }
 
-/// Network mode of a sandbox. Only `none` (loopback only) exists until per-sandbox
-/// networks land; other modes are refused with a clear error.
+/// Network mode of a sandbox (see docs/network.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// Loopback only (the default).
     #[default]
     None,
+    /// A network of its own with outbound access to anything except the host itself,
+    /// other sandboxes, loopback, link-local (cloud metadata such as 169.254.169.254),
+    /// multicast and the daemon's configured deny ranges; enforced by nftables on the
+    /// host side. Nothing can connect in.
+    Open,
 }
 
 /// The network part of a create request.

@@ -1,0 +1,125 @@
+//! The daemon's pool of pre-built sandbox networks, so that a create with networking
+//! costs no more than taking one off a list (the nft element of a pooled namespace is
+//! added when it is built: nobody is inside it until a sandbox joins it).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::network::{Lease, Network};
+use crate::NetError;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Built, unassigned slots.
+    ready: Vec<u32>,
+    /// Every slot that exists or is being built (ready, leased, in progress).
+    used: BTreeSet<u32>,
+}
+
+/// Pre-built namespaces of mode `open`, and the slots in use.
+#[derive(Debug)]
+pub struct NetPool {
+    net: Network,
+    target: usize,
+    inner: Mutex<Inner>,
+    /// Set by shutdown: a refill in flight removes what it builds.
+    closed: AtomicBool,
+}
+
+impl NetPool {
+    /// Takes over after a previous daemon: rebuilds the table with `keep` (slots of
+    /// sandboxes that are still alive) open, removes every other leftover of this
+    /// tag, and turns on IPv4 forwarding. Keeps `target` namespaces ready (see
+    /// [`NetPool::refill`]).
+    pub fn start(net: Network, target: usize, keep: &[u32]) -> Result<NetPool, NetError> {
+        Network::enable_forwarding()?;
+        net.recover(keep)?;
+        Ok(NetPool {
+            net,
+            target,
+            inner: Mutex::new(Inner {
+                ready: Vec::new(),
+                used: keep.iter().copied().collect(),
+            }),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The underlying network.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn alloc(&self) -> Result<u32, NetError> {
+        let mut g = self.lock();
+        let slots = self.net.config().cidr.slots();
+        let slot = (0..slots)
+            .find(|s| !g.used.contains(s))
+            .ok_or_else(|| NetError::Exhausted(self.net.config().cidr.to_string()))?;
+        g.used.insert(slot);
+        Ok(slot)
+    }
+
+    fn build_new(&self) -> Result<Lease, NetError> {
+        let slot = self.alloc()?;
+        match self.net.build(slot, true) {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                self.lock().used.remove(&slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// A network of mode `open` for a new sandbox: a pooled one, or one built now.
+    pub fn acquire(&self) -> Result<Lease, NetError> {
+        let ready = self.lock().ready.pop();
+        match ready {
+            Some(slot) => Ok(self.net.lease(slot)),
+            None => self.build_new(),
+        }
+    }
+
+    /// Removes a sandbox's network (veth, namespace, set element) and frees its slot.
+    pub fn release(&self, slot: u32) {
+        self.net.remove(slot);
+        let mut g = self.lock();
+        g.ready.retain(|&s| s != slot);
+        g.used.remove(&slot);
+    }
+
+    /// Whether fewer than the target are ready.
+    pub fn wants_refill(&self) -> bool {
+        self.lock().ready.len() < self.target
+    }
+
+    /// Builds namespaces until `target` are ready; stops at the first error.
+    pub fn refill(&self) -> Result<(), NetError> {
+        while self.wants_refill() && !self.closed.load(Ordering::Acquire) {
+            let l = self.build_new()?;
+            self.lock().ready.push(l.slot);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            self.shutdown();
+        }
+        Ok(())
+    }
+
+    /// Removes the ready namespaces; removes the table too when no sandbox holds a
+    /// network any more (sandboxes kept across a restart keep theirs).
+    pub fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let ready: Vec<u32> = std::mem::take(&mut self.lock().ready);
+        for s in ready {
+            self.release(s);
+        }
+        if self.lock().used.is_empty() {
+            self.net.remove_table();
+        }
+    }
+}
