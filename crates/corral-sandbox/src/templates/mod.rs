@@ -19,6 +19,7 @@
 //! it is written once and never changed, and the directory listing is the index.
 
 mod build;
+mod copy;
 mod dir;
 mod etc;
 mod layer;

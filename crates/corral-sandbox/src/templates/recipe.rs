@@ -639,6 +639,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_recipes_parse() {
+        for text in [
+            include_str!("../../../../resources/templates/python/Recipe"),
+            include_str!("../../../../resources/templates/node/Recipe"),
+        ] {
+            let r = p(text).unwrap();
+            assert_eq!(r.steps[0].instr, Instr::From("debian".into()));
+            assert!(r.allow.contains(&"deb.debian.org".to_string()));
+        }
+    }
+
+    #[test]
     fn substitution_follows_docker() {
         let vars = BTreeMap::from([("A".to_string(), "x".to_string())]);
         assert_eq!(
