@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create -> exec from an imported template with >= 200 MB of files versus from `host`,
-# interleaved on one daemon. Writes the templates block of BENCHMARKS.md.
+# interleaved on one daemon, and rebuilds of an unchanged recipe from a warm cache.
+# Writes the templates block of BENCHMARKS.md.
 #
 #   BENCH_ITERS=300   measured rounds (one create of each template per round)
 #   BENCH_MIB=220     MiB of data files in the template
