@@ -116,6 +116,18 @@ impl Network {
         Ok(())
     }
 
+    /// Whether the table exists (a previous daemon's, say).
+    pub fn table_exists(&self) -> bool {
+        self.exec
+            .run(
+                "looking for corral's nftables table",
+                "nft",
+                &["list", "table", "inet", &rules::table(&self.cfg.tag)],
+                None,
+            )
+            .is_ok()
+    }
+
     /// Removes the table (nothing if it is not there).
     pub fn remove_table(&self) {
         let _ = self.exec.run(

@@ -15,6 +15,10 @@ struct Inner {
     ready: Vec<u32>,
     /// Every slot that exists or is being built (ready, leased, in progress).
     used: BTreeSet<u32>,
+    /// Whether the table exists (made at start only when there was something to take
+    /// over, else by the first build: a daemon that never builds a network leaves
+    /// nothing on the host).
+    installed: bool,
 }
 
 /// Pre-built namespaces of mode `open`, and the slots in use.
@@ -33,14 +37,18 @@ impl NetPool {
     /// tag, and turns on IPv4 forwarding. Keeps `target` namespaces ready (see
     /// [`NetPool::refill`]).
     pub fn start(net: Network, target: usize, keep: &[u32]) -> Result<NetPool, NetError> {
-        Network::enable_forwarding()?;
-        net.recover(keep)?;
+        let installed = !keep.is_empty() || !net.existing_slots().is_empty() || net.table_exists();
+        if installed {
+            Network::enable_forwarding()?;
+            net.recover(keep)?;
+        }
         Ok(NetPool {
             net,
             target,
             inner: Mutex::new(Inner {
                 ready: Vec::new(),
                 used: keep.iter().copied().collect(),
+                installed,
             }),
             closed: AtomicBool::new(false),
         })
@@ -66,6 +74,14 @@ impl NetPool {
     }
 
     fn build_new(&self) -> Result<Lease, NetError> {
+        {
+            let mut g = self.lock();
+            if !g.installed {
+                Network::enable_forwarding()?;
+                self.net.install_table(&[])?;
+                g.installed = true;
+            }
+        }
         let slot = self.alloc()?;
         match self.net.build(slot, true) {
             Ok(l) => Ok(l),
@@ -118,8 +134,10 @@ impl NetPool {
         for s in ready {
             self.release(s);
         }
-        if self.lock().used.is_empty() {
+        let mut g = self.lock();
+        if g.used.is_empty() && g.installed {
             self.net.remove_table();
+            g.installed = false;
         }
     }
 }

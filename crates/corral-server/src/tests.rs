@@ -37,7 +37,11 @@ async fn fixture() -> Fixture {
         default_disk_bytes: 1 << 30,
         skip_layers: vec![],
         keep_sandboxes_on_shutdown: false,
-        network: Default::default(),
+        // No sandbox networks in these tests: nothing is built on the host.
+        network: corral_sandbox::NetSettings {
+            pool_size: 0,
+            ..Default::default()
+        },
     };
     let manager: Arc<Manager> = Manager::start(cfg).await.unwrap();
     let auth = auth::AuthStore::open(dir.path()).unwrap();
