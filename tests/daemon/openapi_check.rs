@@ -1078,6 +1078,29 @@ fn live_responses_match_the_openapi_document() {
     );
     expect(&c.call(&d, k, "GET", "/v1/templates", None), 200);
     expect(&c.call(&d, k, "GET", "/v1/templates/tiny", None), 200);
+    // A recipe build on it (COPY only: tiny has no shell for a RUN), and a bad recipe.
+    let build = |recipe: &str| json!({"name": "tiny-built", "recipe": recipe, "context": root.display().to_string()});
+    expect(
+        &c.call(
+            &d,
+            k,
+            "POST",
+            "/v1/templates/build",
+            Some(&build("FROM tiny\nCOPY etc/motd /etc/motd2\n")),
+        ),
+        201,
+    );
+    expect(
+        &c.call(&d, k, "DELETE", "/v1/templates/tiny-built", None),
+        204,
+    );
+    let bad_build = c.call(
+        &d,
+        k,
+        "POST",
+        "/v1/templates/build",
+        Some(&build("FROM tiny\nFROB\n")),
+    );
     let agent2 = c.call(
         &d,
         k,
@@ -1090,6 +1113,7 @@ fn live_responses_match_the_openapi_document() {
     let mut terrs = vec![
         (c.call(&d, None, "GET", "/v1/templates", None), 401),
         (c.call(&d, k, "GET", "/v1/templates/nope", None), 404),
+        (bad_build, 400),
         (
             c.call(
                 &d,

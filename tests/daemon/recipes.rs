@@ -257,3 +257,38 @@ fn a_killed_build_leaves_nothing_registered() {
     ok(&o);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+#[test]
+fn the_api_builds_a_recipe() {
+    let d = Daemon::start(0);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("hello.txt"), "hello\n").unwrap();
+    let recipe = "FROM host\nARG WHO\nCOPY hello.txt /opt/\nRUN echo \"$WHO\" >> /opt/hello.txt\n";
+    let body = json!({"name": "api", "recipe": recipe,
+        "context": ctx.path().to_str().unwrap(), "build_args": {"WHO": "api"}});
+    let r = d.call("POST", "/v1/templates/build", Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t = r.json();
+    assert_eq!(t["version"], "1", "{t}");
+    let id = d.create(json!({"template": "api"}));
+    let r = d.exec(&id, &["/bin/cat", "/opt/hello.txt"]);
+    assert_eq!(r["stdout"], "hello\napi\n", "{r}");
+    assert_eq!(
+        d.call("DELETE", &format!("/v1/sandboxes/{id}"), None)
+            .status,
+        204
+    );
+    // Unchanged: the same version; a bad recipe: 400 naming its line.
+    let r = d.call("POST", "/v1/templates/build", Some(&body));
+    assert_eq!(r.json()["version"], "1");
+    let bad = json!({"name": "api", "recipe": "FROM host\nRUN [1]\n",
+        "context": ctx.path().to_str().unwrap()});
+    let r = d.call("POST", "/v1/templates/build", Some(&bad));
+    let code = r.assert_error(400);
+    assert_eq!(code, "invalid_argument");
+    assert!(r.text().contains("recipe line 2"), "{}", r.text());
+    let tenant = d.tenant_key("t1");
+    let r = d.call_as(&tenant, "POST", "/v1/templates/build", Some(&body));
+    r.assert_error(403);
+    d.assert_clean(0);
+}

@@ -11,8 +11,8 @@ use corral_types::api::{
     KeyCreateRequest, KeyCreateResponse, KeyList, MkdirRequest, ProcessInfo, ProcessList,
     ProcessOutput, PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
     SandboxCreateRequest, SandboxList, SignalRequest, Snapshot, SnapshotList, StdinWriteRequest,
-    Template, TemplateImportRequest, TemplateList, Tenant, TenantCreateRequest, TenantList,
-    TimeoutRequest, WatchEvent,
+    Template, TemplateBuildRequest, TemplateImportRequest, TemplateList, Tenant,
+    TenantCreateRequest, TenantList, TimeoutRequest, WatchEvent,
 };
 use corral_types::{ErrorBody, RunResult};
 use schemars::generate::SchemaSettings;
@@ -120,6 +120,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     r!("get", "/v1/snapshots/{id}", "getSnapshot", "One snapshot.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Snapshot>))]),
     r!("delete", "/v1/snapshots/{id}", "deleteSnapshot", "Delete a snapshot.", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
     r!("post", "/v1/templates", "importTemplate", "Import a template from a directory or OCI image on the daemon's host (admin only).", auth: true, query: &[], body: ReqBody::Json(s::<TemplateImportRequest>), ok: [(201, Resp::Json(s::<Template>))]),
+    r!("post", "/v1/templates/build", "buildTemplate", "Build a template from a recipe (a Dockerfile subset; RUN steps offline) whose context is a directory on the daemon's host (admin only); answers when the build is done.", auth: true, query: &[], body: ReqBody::Json(s::<TemplateBuildRequest>), ok: [(201, Resp::Json(s::<Template>))]),
     r!("get", "/v1/templates", "listTemplates", "Every template, `host` first.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<TemplateList>))]),
     r!("get", "/v1/templates/{name}", "getTemplate", "One template: `name` (newest version) or `name:version`.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Template>))]),
     r!("delete", "/v1/templates/{name}", "deleteTemplate", "Remove `name` (every version) or `name:version`; refused while a sandbox or snapshot uses it (admin only).", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),

@@ -77,6 +77,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/templates",
             post(templates::import).get(templates::list),
         )
+        .route("/v1/templates/build", post(templates::build))
         .route(
             "/v1/templates/{name}",
             get(templates::get).delete(templates::delete),

@@ -1,12 +1,13 @@
-//! Templates: list and get (any key), import and delete (admin only: templates are
-//! shared by every tenant, and an import reads a path on the daemon's host).
+//! Templates: list and get (any key), import, build and delete (admin only: templates
+//! are shared by every tenant, and an import or a build reads a path on the daemon's
+//! host).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
-use corral_types::api::{Template, TemplateImportRequest, TemplateList};
+use corral_types::api::{Template, TemplateBuildRequest, TemplateImportRequest, TemplateList};
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path};
@@ -21,6 +22,18 @@ pub(crate) async fn import(
     Ok((
         StatusCode::CREATED,
         Json(st.manager.import_template(req).await?),
+    ))
+}
+
+pub(crate) async fn build(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<TemplateBuildRequest>,
+) -> ApiResult<(StatusCode, Json<Template>)> {
+    caller.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(st.manager.build_template(req).await?),
     ))
 }
 

@@ -46,6 +46,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__spawn") {
         return ExitCode::from(corral_sandbox::spawn_main().clamp(0, 255) as u8);
     }
+    // `corral __build`: the daemon's single-threaded template builder (recipes' RUN).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__build") {
+        return ExitCode::from(corral_sandbox::build_main().clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -6,10 +6,12 @@
 
 use std::path::Path;
 
-use corral_types::api::{Template, TemplateImportRequest, TemplateList};
+use corral_types::api::{Template, TemplateBuildRequest, TemplateImportRequest, TemplateList};
 
 use super::{store, Manager, SandboxError};
-use crate::templates::{TemplateSource, TemplateStore, TemplateStoreError};
+use crate::templates::{
+    run_helper, BuildAnswer, BuildJob, TemplateSource, TemplateStore, TemplateStoreError,
+};
 
 impl From<TemplateStoreError> for SandboxError {
     fn from(e: TemplateStoreError) -> SandboxError {
@@ -119,6 +121,44 @@ impl Manager {
         }
         let store = self.template_store();
         Ok(blocking(move || store.import(&req.name, req.version.as_deref(), &source)).await??)
+    }
+
+    /// Builds a template from a recipe whose context is a directory on this host (the
+    /// caller checked the admin role), in a `corral __build` helper (single-threaded:
+    /// RUN steps fork). The build runs in a task of its own: a client that hangs up
+    /// does not cut it short.
+    pub async fn build_template(
+        &self,
+        req: TemplateBuildRequest,
+    ) -> Result<Template, SandboxError> {
+        if !Path::new(&req.context).is_absolute() {
+            return Err(SandboxError::InvalidRequest(format!(
+                "context {} must be an absolute path on the daemon's host",
+                req.context
+            )));
+        }
+        let job = BuildJob {
+            name: req.name,
+            version: req.version,
+            recipe: req.recipe,
+            context: req.context.into(),
+            build_args: req.build_args,
+            data_dir: self.cfg.data_dir.clone(),
+            id_map_base: self.cfg.id_map_base,
+            runtime_dir: self.cfg.runtime_dir.clone(),
+            cgroup_parent: self.cfg.cgroup_parent.clone(),
+            daemon_pid: std::process::id(),
+        };
+        let exe = self.cfg.corral_exe.clone();
+        let answer = tokio::spawn(async move { run_helper(&exe, &job).await })
+            .await
+            .map_err(|e| SandboxError::Internal(format!("the build task failed: {e}")))?;
+        match answer {
+            Ok(BuildAnswer::Built(t)) => Ok(*t),
+            Ok(BuildAnswer::Refused(m)) => Err(SandboxError::InvalidRequest(m)),
+            Ok(BuildAnswer::Conflict(m)) => Err(SandboxError::Conflict(m)),
+            Ok(BuildAnswer::Failed(m)) | Err(m) => Err(SandboxError::Internal(m)),
+        }
     }
 
     /// Removes `name` (every version) or `name:version`, refused while a sandbox or a

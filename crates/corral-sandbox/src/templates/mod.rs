@@ -22,6 +22,7 @@ mod build;
 mod copy;
 mod dir;
 mod etc;
+mod helper;
 mod layer;
 mod oci;
 mod recipe;
@@ -38,6 +39,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::build::{BuildEvent, BuildRequest};
+pub use self::helper::build_main;
+pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob};
 use self::layer::{digest_layer, hex, LayerWriter};
 pub use self::recipe::RecipeError;
 

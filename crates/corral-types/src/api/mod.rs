@@ -27,7 +27,9 @@ pub use sandbox::{
     SandboxList, SandboxState, TimeoutRequest,
 };
 pub use snapshot::{Snapshot, SnapshotList};
-pub use template::{Template, TemplateImportRequest, TemplateLayer, TemplateList};
+pub use template::{
+    Template, TemplateBuildRequest, TemplateImportRequest, TemplateLayer, TemplateList,
+};
 
 /// The default page size of list endpoints, and the largest accepted.
 pub const PAGE_DEFAULT: u32 = 100;

@@ -66,3 +66,23 @@ pub struct TemplateImportRequest {
     #[serde(default)]
     pub oci: Option<String>,
 }
+
+/// `POST /v1/templates/build` (admin only): build a template from a recipe (a
+/// Dockerfile subset, see docs/templates.md) whose COPY/ADD sources are read from
+/// `context`, a directory on the daemon's host. Answers when the build is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBuildRequest {
+    /// Template name.
+    pub name: String,
+    /// Version; default: the next number, or the newest version when nothing changed.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The recipe's text.
+    pub recipe: String,
+    /// The build context: an absolute directory path on the daemon's host.
+    pub context: String,
+    /// Values of the recipe's ARGs (`--build-arg`).
+    #[serde(default)]
+    pub build_args: std::collections::BTreeMap<String, String>,
+}
