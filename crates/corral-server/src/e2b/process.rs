@@ -174,10 +174,42 @@ async fn start(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
             },
         )
         .await?;
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    Ok(stream_events(headers, lp.pid, lp.output))
+}
+
+/// Where a streamed process's output comes from: the starter's own channel, or a
+/// subscription of a client that connected later.
+trait Source: Send + 'static {
+    /// The next output: `None` when there is no more, `Some(None)` to skip (a
+    /// subscriber that fell behind).
+    fn next(&mut self) -> impl std::future::Future<Output = Option<Option<LiveOutput>>> + Send;
+}
+
+impl Source for mpsc::Receiver<LiveOutput> {
+    async fn next(&mut self) -> Option<Option<LiveOutput>> {
+        self.recv().await.map(Some)
+    }
+}
+
+impl Source for tokio::sync::broadcast::Receiver<LiveOutput> {
+    async fn next(&mut self) -> Option<Option<LiveOutput>> {
+        match self.recv().await {
+            Ok(out) => Some(Some(out)),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(None),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+/// Streams a process to an envd client: `start`, then its output and its end as they
+/// come (with keepalives when the client asked for them), then end-of-stream.
+fn stream_events<P, S>(headers: &HeaderMap, pid: P, mut src: S) -> Response
+where
+    P: serde::Serialize + Send + 'static,
+    S: Source,
+{
     let keepalive = connect::keepalive(headers);
-    let mut output = lp.output;
-    let pid = lp.pid;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         if tx
             .send(event(json!({"start": {"pid": pid}})))
@@ -187,8 +219,8 @@ async fn start(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
             return;
         }
         loop {
-            let next = match keepalive {
-                Some(k) => match tokio::time::timeout(k, output.recv()).await {
+            let got = match keepalive {
+                Some(k) => match tokio::time::timeout(k, src.next()).await {
                     Ok(n) => n,
                     Err(_) => {
                         if tx.send(event(json!({"keepalive": {}}))).await.is_err() {
@@ -197,10 +229,10 @@ async fn start(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
                         continue;
                     }
                 },
-                None => output.recv().await,
+                None => src.next().await,
             };
-            match next {
-                Some(out) => {
+            match got {
+                Some(Some(out)) => {
                     let last = matches!(out, LiveOutput::Exit(_));
                     if let Some(ev) = data_event(&out) {
                         if tx.send(event(ev)).await.is_err() {
@@ -211,14 +243,13 @@ async fn start(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
                         break;
                     }
                 }
+                Some(None) => continue,
                 None => break,
             }
         }
         let _ = tx.send(connect::end(None)).await;
     });
-    Ok(connect::stream_response(
-        tokio_stream_from(rx).map(Ok::<_, Infallible>),
-    ))
+    connect::stream_response(tokio_stream_from(rx).map(Ok::<_, Infallible>))
 }
 
 fn tokio_stream_from(
@@ -248,51 +279,8 @@ async fn attach(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     let req: Selected = connect::decode(headers, body, Framing::Stream)?;
     let process = selected_pid(st, &caller.tenant, &id, req.process.as_ref())?;
     let pid = req.process.as_ref().and_then(|p| p.pid).unwrap_or(0);
-    let mut sub = st.manager.attach_live(&caller.tenant, &id, &process)?;
-    let keepalive = connect::keepalive(headers);
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        if tx
-            .send(event(json!({"start": {"pid": pid}})))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        loop {
-            let next = match keepalive {
-                Some(k) => match tokio::time::timeout(k, sub.recv()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        if tx.send(event(json!({"keepalive": {}}))).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                },
-                None => sub.recv().await,
-            };
-            match next {
-                Ok(out) => {
-                    let last = matches!(out, LiveOutput::Exit(_));
-                    if let Some(ev) = data_event(&out) {
-                        if tx.send(event(ev)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if last {
-                        break;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-        let _ = tx.send(connect::end(None)).await;
-    });
-    Ok(connect::stream_response(
-        tokio_stream_from(rx).map(Ok::<_, Infallible>),
-    ))
+    let sub = st.manager.attach_live(&caller.tenant, &id, &process)?;
+    Ok(stream_events(headers, pid, sub))
 }
 
 fn list(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, E2bError> {
