@@ -7,6 +7,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/target/e2b-venv"
 node="$root/target/e2b-node"
+# One installer at a time (tests run in parallel and may all call this).
+mkdir -p "$root/target"
+exec 9>"$root/target/.e2b-sdks.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import e2b' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check 'e2b>=2,<3'

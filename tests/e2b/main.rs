@@ -19,10 +19,15 @@ fn root() -> PathBuf {
 }
 
 fn install_sdks() {
-    let st = Command::new(root().join("scripts/e2b-sdks.sh"))
-        .status()
-        .expect("running scripts/e2b-sdks.sh");
-    assert!(st.success(), "installing the E2B SDKs failed");
+    // Once per test process; the script itself also holds a lock across processes.
+    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *ONCE.get_or_init(|| {
+        Command::new(root().join("scripts/e2b-sdks.sh"))
+            .status()
+            .expect("running scripts/e2b-sdks.sh")
+            .success()
+    });
+    assert!(ok, "installing the E2B SDKs failed");
 }
 
 /// The SDK's environment: only this daemon (E2B_DOMAIN too, so nothing resolves to
