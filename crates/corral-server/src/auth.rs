@@ -37,6 +37,9 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) key_id: String,
+    /// The agent this key speaks for (the governance principal): the key's name, or
+    /// its id when it has none.
+    pub(crate) agent: String,
     pub(crate) tenant: String,
     pub(crate) role: Role,
     pub(crate) quota: TenantQuota,
@@ -211,7 +214,7 @@ impl AuthStore {
         value: &dyn rusqlite::ToSql,
     ) -> Result<Option<Caller>, AuthError> {
         let sql = format!(
-            "SELECT k.id, k.tenant, k.role, t.max_sandboxes, t.max_memory_bytes
+            "SELECT k.id, k.tenant, k.role, t.max_sandboxes, t.max_memory_bytes, k.name
              FROM keys k JOIN tenants t ON t.name = k.tenant
              WHERE {column} = ?1 AND k.revoked_at IS NULL"
         );
@@ -224,12 +227,14 @@ impl AuthStore {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .optional()
             .map_err(|e| self.db_err(e))?;
-        Ok(row.and_then(|(key_id, tenant, role, max_sb, max_mem)| {
+        Ok(row.and_then(|(key_id, tenant, role, max_sb, max_mem, name)| {
             Some(Caller {
+                agent: name.unwrap_or_else(|| key_id.clone()),
                 key_id,
                 tenant,
                 role: parse_role(&role)?,
