@@ -133,9 +133,32 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// Removes this test's cgroup parent, and any sandbox cgroup still under it: a test
+    /// that kills corral with SIGKILL on its way out (a `Reaper`, a timed-out child)
+    /// leaves the run's cgroup behind by design (the next run would sweep it), and the
+    /// parent could not be removed around it. The sandbox's processes die with corral
+    /// (parent-death signal), so the directories empty within moments. Tests that
+    /// check for leaks assert `leftover_cgroups()` before this runs.
     fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         for d in self.cgroup_dirs() {
-            let _ = std::fs::remove_dir(d);
+            loop {
+                if let Ok(rd) = std::fs::read_dir(&d) {
+                    for e in rd.flatten() {
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            let _ = std::fs::remove_dir(e.path());
+                        }
+                    }
+                }
+                let gone = match std::fs::remove_dir(&d) {
+                    Ok(()) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                };
+                if gone || std::time::Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
 }
