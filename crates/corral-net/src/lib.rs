@@ -15,18 +15,26 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod dns;
 mod error;
 mod exec;
 mod network;
 mod pool;
+mod proxy;
 mod rules;
 mod run;
 
 pub use addr::{Cidr, SlotAddrs};
 pub use error::NetError;
 pub use exec::{Exec, RealExec};
-pub use network::{Lease, NetConfig, Network, NETNS_DIR};
+pub use network::{Lease, NetConfig, NetMode, Network, NETNS_DIR};
 pub use pool::NetPool;
+pub use proxy::{
+    parse_list as parse_egress_rules, proxy_env, resolv_conf, ClientIo, ClientStream, ConnInfo,
+    EgressConfig, EgressPorts, EgressProxy, EgressRecord, InterceptFuture, Intercepted,
+    Interceptor, Policy, PolicyError, ProxyError, Resolve, Rule, SandboxEgress, Upstream,
+    Verdict, Via,
+};
 pub use run::RunNet;
 
 /// The default address pool of a daemon's sandboxes.

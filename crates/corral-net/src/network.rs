@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::addr::{Cidr, SlotAddrs};
 use crate::exec::Exec;
+use crate::proxy::EgressPorts;
 use crate::{rules, NetError};
 
 /// Where `ip netns` keeps its namespace files.
@@ -30,6 +31,17 @@ pub struct NetConfig {
     /// Destinations no sandbox may reach, on top of the pool itself, loopback,
     /// link-local and multicast.
     pub deny: Vec<Cidr>,
+    /// The egress proxy's ports: with them the table has mode `allow` (set, redirects).
+    pub egress: Option<EgressPorts>,
+}
+
+/// The mode a sandbox network's veth is in (which nft set holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// In `open`: outbound except the denied destinations.
+    Open,
+    /// In `allow`: everything redirected to the egress proxy and resolver.
+    Allow,
 }
 
 /// A sandbox's network, as its user needs to know it.
@@ -100,13 +112,28 @@ impl Network {
         })
     }
 
-    /// (Re)creates the table with `open` holding the veths of `open_slots`.
-    pub fn install_table(&self, open_slots: &[u32]) -> Result<(), NetError> {
-        let open: Vec<String> = open_slots
-            .iter()
-            .map(|&s| host_if(&self.cfg.tag, s))
-            .collect();
-        let script = rules::table_script(&self.cfg.tag, &self.cfg.cidr, &self.cfg.deny, &open);
+    /// (Re)creates the table with `open` holding the veths of `open_slots` (and
+    /// `allow` those of `allow_slots`).
+    pub fn install_table(&self, open_slots: &[u32], allow_slots: &[u32]) -> Result<(), NetError> {
+        let names = |slots: &[u32]| -> Vec<String> {
+            slots.iter().map(|&s| host_if(&self.cfg.tag, s)).collect()
+        };
+        let (open, allow) = (names(open_slots), names(allow_slots));
+        if !allow.is_empty() && self.cfg.egress.is_none() {
+            return Err(NetError::Config(
+                "mode allow needs the egress proxy, which is not running".into(),
+            ));
+        }
+        let script = rules::table_script(
+            &self.cfg.tag,
+            &self.cfg.cidr,
+            &rules::TableSpec {
+                deny: &self.cfg.deny,
+                open_ifs: &open,
+                allow_ifs: &allow,
+                egress: self.cfg.egress,
+            },
+        );
         self.exec.run(
             "installing corral's nftables table",
             "nft",
@@ -189,21 +216,36 @@ impl Network {
 
     /// Adds slot's veth to (or removes it from) the `open` set.
     pub fn set_open(&self, slot: u32, open: bool) -> Result<(), NetError> {
-        let verb = if open { "add" } else { "delete" };
-        let element = format!("{{ \"{}\" }}", host_if(&self.cfg.tag, slot));
+        self.set_mode(slot, open.then_some(NetMode::Open))
+    }
+
+    /// Puts slot's veth in exactly the set of `mode` (none: in no set, so it reaches
+    /// nothing), atomically (one `nft -f` transaction; `add` before `delete` so a
+    /// missing element is no error).
+    pub fn set_mode(&self, slot: u32, mode: Option<NetMode>) -> Result<(), NetError> {
+        let t = rules::table(&self.cfg.tag);
+        let e = format!("{{ \"{}\" }}", host_if(&self.cfg.tag, slot));
+        let mut sets = vec![("open", mode == Some(NetMode::Open))];
+        if self.cfg.egress.is_some() {
+            sets.push(("allow", mode == Some(NetMode::Allow)));
+        } else if mode == Some(NetMode::Allow) {
+            return Err(NetError::Config(
+                "mode allow needs the egress proxy, which is not running".into(),
+            ));
+        }
+        let mut script = String::new();
+        for (set, member) in sets {
+            script.push_str(&format!("add element inet {t} {set} {e}\n"));
+            if !member {
+                script.push_str(&format!("delete element inet {t} {set} {e}\n"));
+            }
+        }
         self.exec
             .run(
                 "changing a sandbox's network mode",
                 "nft",
-                &[
-                    verb,
-                    "element",
-                    "inet",
-                    &rules::table(&self.cfg.tag),
-                    "open",
-                    &element,
-                ],
-                None,
+                &["-f", "-"],
+                Some(&script),
             )
             .map(|_| ())
     }
@@ -211,7 +253,7 @@ impl Network {
     /// Removes everything of slot `slot`: its set element, veth pair and namespace.
     /// Best effort and idempotent: a part that is already gone is skipped.
     pub fn remove(&self, slot: u32) {
-        let _ = self.set_open(slot, false);
+        let _ = self.set_mode(slot, None);
         self.remove_links(&[slot]);
     }
 
@@ -265,14 +307,15 @@ impl Network {
         found
     }
 
-    /// After a crash: rebuilds the table with `keep` (slots of sandboxes still alive)
-    /// in `open`, and removes every other slot of this tag that exists.
-    pub fn recover(&self, keep: &[u32]) -> Result<(), NetError> {
-        self.install_table(keep)?;
+    /// After a crash: rebuilds the table with `keep_open` in `open` and `keep_allow`
+    /// in `allow` (slots of sandboxes still alive), and removes every other slot of
+    /// this tag that exists.
+    pub fn recover(&self, keep_open: &[u32], keep_allow: &[u32]) -> Result<(), NetError> {
+        self.install_table(keep_open, keep_allow)?;
         let stale: Vec<u32> = self
             .existing_slots()
             .into_iter()
-            .filter(|s| !keep.contains(s))
+            .filter(|s| !keep_open.contains(s) && !keep_allow.contains(s))
             .collect();
         self.remove_links(&stale);
         Ok(())
@@ -320,6 +363,7 @@ mod tests {
                 tag: tag.into(),
                 cidr: Cidr::parse_pool(cidr).unwrap(),
                 deny: vec![],
+                egress: None,
             },
             Box::new(Shared(rec.clone())),
         )
@@ -333,6 +377,7 @@ mod tests {
             tag: tag.into(),
             cidr: Cidr::parse_pool(cidr).unwrap(),
             deny: vec![],
+            egress: None,
         };
         assert!(Network::new(cfg("ab12c", "10.203.0.0/16"), Box::new(crate::RealExec)).is_ok());
         assert!(Network::new(cfg("r16383", "10.204.0.0/16"), Box::new(crate::RealExec)).is_ok());
@@ -357,7 +402,7 @@ mod tests {
             vec![
                 "ip -batch - <<\nnetns add crlab12c-1\nlink add crlab12ch1 type veth peer name eth0 netns crlab12c-1\naddr add 10.203.0.5/30 dev crlab12ch1\nlink set crlab12ch1 up\n".to_string(),
                 "ip -n crlab12c-1 -batch - <<\naddr add 10.203.0.6/30 dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via 10.203.0.5\n".to_string(),
-                "nft add element inet corral_ab12c open { \"crlab12ch1\" }".to_string(),
+                "nft -f - <<\nadd element inet corral_ab12c open { \"crlab12ch1\" }\n".to_string(),
             ]
         );
     }
@@ -366,7 +411,7 @@ mod tests {
     fn recover_keeps_live_slots_and_removes_the_rest() {
         let links = "1: lo: <LOOPBACK,UP>\n7: crlab12ch3@if2: <UP>\n8: crlab12ch4@if2: <UP>\n9: crlab12dh9@if2: <UP>\n10: crlab12ch@if1: x\n";
         let (n, rec) = net("ab12c", "10.203.0.0/16", links);
-        n.recover(&[3]).unwrap();
+        n.recover(&[3], &[]).unwrap();
         let calls = rec.calls.lock().unwrap().clone();
         assert!(calls[0].starts_with("nft -f - <<\ntable inet corral_ab12c {}\ndelete table"));
         assert!(calls[0].contains("elements = { \"crlab12ch3\" }"));
@@ -379,13 +424,48 @@ mod tests {
     }
 
     #[test]
+    fn set_mode_moves_a_veth_between_sets_atomically() {
+        let rec = Arc::new(Recorder::default());
+        let n = Network::new(
+            NetConfig {
+                tag: "ab12c".into(),
+                cidr: Cidr::parse_pool("10.203.0.0/24").unwrap(),
+                deny: vec![],
+                egress: Some(EgressPorts { proxy: 1, dns: 2 }),
+            },
+            Box::new(Shared(rec.clone())),
+        )
+        .unwrap();
+        n.set_mode(4, Some(NetMode::Allow)).unwrap();
+        n.recover(&[1], &[4]).unwrap();
+        let calls = rec.calls.lock().unwrap().clone();
+        let e = "{ \"crlab12ch4\" }";
+        assert_eq!(
+            calls[0],
+            format!(
+                "nft -f - <<\nadd element inet corral_ab12c open {e}\n\
+                 delete element inet corral_ab12c open {e}\n\
+                 add element inet corral_ab12c allow {e}\n"
+            )
+        );
+        assert!(calls[1]
+            .contains("set allow {\n        type ifname\n        elements = { \"crlab12ch4\" }"));
+        assert!(calls[1]
+            .contains("set open {\n        type ifname\n        elements = { \"crlab12ch1\" }"));
+        // Without the proxy, mode allow is refused rather than left open.
+        let (plain, _) = net("ab12c", "10.203.0.0/24", "");
+        assert!(plain.set_mode(4, Some(NetMode::Allow)).is_err());
+        assert!(plain.install_table(&[], &[4]).is_err());
+    }
+
+    #[test]
     fn remove_drops_element_then_links() {
         let (n, rec) = net("ab12c", "10.203.0.0/24", "");
         n.remove(2);
         let calls = rec.calls.lock().unwrap().clone();
         assert_eq!(
             calls[0],
-            "nft delete element inet corral_ab12c open { \"crlab12ch2\" }"
+            "nft -f - <<\nadd element inet corral_ab12c open { \"crlab12ch2\" }\ndelete element inet corral_ab12c open { \"crlab12ch2\" }\n"
         );
         assert_eq!(
             calls[1],

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::network::{Lease, Network};
+use crate::network::{Lease, NetMode, Network};
 use crate::NetError;
 
 #[derive(Debug, Default)]
@@ -32,15 +32,21 @@ pub struct NetPool {
 }
 
 impl NetPool {
-    /// Takes over after a previous daemon: rebuilds the table with `keep` (slots of
-    /// sandboxes that are still alive) open, removes every other leftover of this
-    /// tag, and turns on IPv4 forwarding. Keeps `target` namespaces ready (see
-    /// [`NetPool::refill`]).
-    pub fn start(net: Network, target: usize, keep: &[u32]) -> Result<NetPool, NetError> {
+    /// Takes over after a previous daemon: rebuilds the table with `keep_open` and
+    /// `keep_allow` (slots of sandboxes that are still alive) in their modes' sets,
+    /// removes every other leftover of this tag, and turns on IPv4 forwarding. Keeps
+    /// `target` namespaces ready (see [`NetPool::refill`]).
+    pub fn start(
+        net: Network,
+        target: usize,
+        keep_open: &[u32],
+        keep_allow: &[u32],
+    ) -> Result<NetPool, NetError> {
+        let keep: Vec<u32> = keep_open.iter().chain(keep_allow).copied().collect();
         let installed = !keep.is_empty() || !net.existing_slots().is_empty() || net.table_exists();
         if installed {
             Network::enable_forwarding()?;
-            net.recover(keep)?;
+            net.recover(keep_open, keep_allow)?;
         }
         Ok(NetPool {
             net,
@@ -78,7 +84,7 @@ impl NetPool {
             let mut g = self.lock();
             if !g.installed {
                 Network::enable_forwarding()?;
-                self.net.install_table(&[])?;
+                self.net.install_table(&[], &[])?;
                 g.installed = true;
             }
         }
@@ -92,13 +98,21 @@ impl NetPool {
         }
     }
 
-    /// A network of mode `open` for a new sandbox: a pooled one, or one built now.
-    pub fn acquire(&self) -> Result<Lease, NetError> {
+    /// A network in `mode` for a new sandbox: a pooled one (pre-built in `open`,
+    /// moved to `allow` in one nft transaction when asked), or one built now.
+    pub fn acquire(&self, mode: NetMode) -> Result<Lease, NetError> {
         let ready = self.lock().ready.pop();
-        match ready {
-            Some(slot) => Ok(self.net.lease(slot)),
-            None => self.build_new(),
+        let lease = match ready {
+            Some(slot) => self.net.lease(slot),
+            None => self.build_new()?,
+        };
+        if mode != NetMode::Open {
+            if let Err(e) = self.net.set_mode(lease.slot, Some(mode)) {
+                self.release(lease.slot);
+                return Err(e);
+            }
         }
+        Ok(lease)
     }
 
     /// Removes a sandbox's network (veth, namespace, set element) and frees its slot.

@@ -1,4 +1,6 @@
-//! The network of one `corral run --net open`: built before the run, removed after it.
+//! The network of one `corral run --net open|allow=...`: built before the run, removed
+//! after it. For mode allow the run's egress proxy (hosted by a helper process: the
+//! run itself must stay single-threaded to fork the sandbox) gives its ports.
 //!
 //! Concurrent runs share no table: each takes a slot of the run pool by locking
 //! `LOCK_DIR/run-<slot>.lock` (flock: the kernel drops the lock when the run dies, even
@@ -10,7 +12,8 @@ use std::path::Path;
 
 use crate::addr::Cidr;
 use crate::exec::RealExec;
-use crate::network::{Lease, NetConfig, Network};
+use crate::network::{Lease, NetConfig, NetMode, Network};
+use crate::proxy::EgressPorts;
 use crate::NetError;
 
 /// A run's network; dropping it removes everything.
@@ -23,8 +26,14 @@ pub struct RunNet {
 
 impl RunNet {
     /// Takes a free slot of `cidr` (locks under `lock_dir`), removes leftovers of a
-    /// previous holder, and builds an `open` network in it.
-    pub fn create(lock_dir: &Path, cidr: Cidr, deny: Vec<Cidr>) -> Result<RunNet, NetError> {
+    /// previous holder, and builds a network in it: mode `open`, or mode `allow`
+    /// through the egress proxy listening on `egress` when given.
+    pub fn create(
+        lock_dir: &Path,
+        cidr: Cidr,
+        deny: Vec<Cidr>,
+        egress: Option<EgressPorts>,
+    ) -> Result<RunNet, NetError> {
         std::fs::create_dir_all(lock_dir).map_err(|source| NetError::Io {
             what: format!("creating {}", lock_dir.display()),
             source,
@@ -52,13 +61,21 @@ impl RunNet {
                     tag: format!("r{slot}"),
                     cidr,
                     deny: deny.clone(),
+                    egress,
                 },
                 Box::new(RealExec),
             )?;
-            net.recover(&[])?;
-            let lease = match net.build(slot, true) {
+            net.recover(&[], &[])?;
+            let built = net.build(slot, egress.is_none()).and_then(|l| {
+                if egress.is_some() {
+                    net.set_mode(slot, Some(NetMode::Allow))?;
+                }
+                Ok(l)
+            });
+            let lease = match built {
                 Ok(l) => l,
                 Err(e) => {
+                    net.remove(slot);
                     net.remove_table();
                     return Err(e);
                 }

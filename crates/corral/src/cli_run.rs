@@ -256,6 +256,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             &paths::runtime_dir().join("net"),
             corral_net::Cidr::RUN_DEFAULT,
             Vec::new(),
+            None,
         ) {
             Ok(n) => {
                 spec.netns = Some(n.lease().netns.clone());

@@ -59,10 +59,11 @@ impl Manager {
                     tag,
                     cidr: s.cidr,
                     deny: s.deny,
+                    egress: None,
                 },
                 Box::new(RealExec),
             )?;
-            NetPool::start(net, s.pool_size, &keep)
+            NetPool::start(net, s.pool_size, &keep, &[])
         })
         .await;
         let result = match started {
@@ -96,7 +97,7 @@ impl Manager {
     /// A network for a new sandbox in mode `open`: its slot.
     pub(crate) async fn net_acquire(&self) -> Result<u32, SandboxError> {
         let p = self.net_pool()?;
-        let lease = tokio::task::spawn_blocking(move || p.acquire())
+        let lease = tokio::task::spawn_blocking(move || p.acquire(corral_net::NetMode::Open))
             .await
             .map_err(|e| SandboxError::Internal(format!("taking a sandbox network: {e}")))?
             .map_err(|e| match e {
