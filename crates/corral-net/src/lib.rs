@@ -16,6 +16,7 @@
 
 mod addr;
 mod dns;
+mod broker;
 mod error;
 mod exec;
 mod network;
@@ -23,8 +24,12 @@ mod pool;
 mod proxy;
 mod rules;
 mod run;
+mod secrets;
 
 pub use addr::{Cidr, SlotAddrs};
+pub use broker::{
+    Alert, Broker, BrokerConfig, BrokerError, BrokerInterceptor, ConnCtx, ConnSummary,
+};
 pub use error::NetError;
 pub use exec::{Exec, RealExec};
 pub use network::{Lease, NetConfig, NetMode, Network, NETNS_DIR};
@@ -36,6 +41,10 @@ pub use proxy::{
     Verdict, Via,
 };
 pub use run::RunNet;
+pub use secrets::{
+    check_name as check_secret_name, Binding, HeaderTemplate, HostRule, SecretError, SecretMeta,
+    SecretPut, SecretStore, SecretValue, DEFAULT_HEADER, PLACEHOLDER_PREFIX,
+};
 
 /// The default address pool of a daemon's sandboxes.
 pub const DEFAULT_CIDR: &str = "10.203.0.0/16";
