@@ -4,6 +4,8 @@
 mod daemon;
 mod exec;
 mod files;
+mod govern_audit;
+mod govern_policy;
 mod keys;
 mod sandbox;
 mod snapshot;
@@ -17,6 +19,19 @@ pub use exec::{
 pub use files::{
     FileEntry, FileKind, FileList, FileWriteResponse, MkdirRequest, RenameRequest, WatchEvent,
     WatchEventKind,
+};
+pub use govern_audit::{
+    Approval, ApprovalDecisionRequest, ApprovalList, ApprovalStatus, AuditFault, AuditFaultKind,
+    AuditKind, AuditList, AuditRecord, AuditVerifyResponse, CallError, CallRequest, CallResponse,
+    CallStatus,
+};
+pub use govern_policy::{
+    BudgetLimits, BudgetLimitsRequest, BudgetList, Capability, CapabilityList, CapabilityTarget,
+    Compensation, DecisionEffect, DecisionRecord, KillSwitch, KillSwitchClearQuery,
+    KillSwitchList, KillSwitchRequest, KillSwitchScope, KillSwitchSetResponse, PlanRequest,
+    PlanResponse, PlanStep, PlanStepDecision, PolicyChange, PolicyDiff, PolicyList,
+    PolicyPublishRequest, PolicyText, PolicyVersion, ShadowDecision, ShadowRequest, SideEffect,
+    TaskUsage, TaskUsageRequest, TenantBudget,
 };
 pub use keys::{
     KeyCreateRequest, KeyCreateResponse, KeyInfo, KeyList, Role, Tenant, TenantCreateRequest,

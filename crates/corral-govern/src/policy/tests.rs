@@ -1,0 +1,136 @@
+use corral_types::api::{Capability, Compensation, SideEffect};
+use serde_json::json;
+
+use super::*;
+
+pub(crate) fn cap(name: &str, cat: &str, se: SideEffect, schema: Value) -> Capability {
+    Capability {
+        name: name.into(),
+        description: "test".into(),
+        input_schema: schema,
+        side_effect: se,
+        category: cat.into(),
+        idempotency_key_required: false,
+        compensation: Some(Compensation {
+            rollback: "r".into(),
+            owner: "o".into(),
+        }),
+        target: Some(corral_types::api::CapabilityTarget::Sandbox {
+            template: "host".into(),
+            command: vec!["true".into()],
+        }),
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog::build(
+        vec![
+            cap(
+                "refund",
+                "billing",
+                SideEffect::Privileged,
+                json!({"type": "object", "properties": {"amount": {"type": "integer"}}}),
+            ),
+            cap(
+                "lookup",
+                "billing",
+                SideEffect::ReadOnly,
+                json!({"type": "object"}),
+            ),
+        ],
+        "test",
+    )
+    .unwrap()
+}
+
+fn input<'a>(budget: &'a Value) -> PolicyInput<'a> {
+    PolicyInput {
+        tenant: "acme",
+        agent: "bot",
+        task_id: "t1",
+        budget,
+        now_unix: 1_700_000_000,
+    }
+}
+
+fn budget() -> Value {
+    json!({"degraded": false, "tenant_calls_today": 0, "task_calls": 0, "task_tokens": 0})
+}
+
+#[test]
+fn permit_forbid_approval_and_default_deny() {
+    let cat = catalog();
+    let eng = Engine::new(&cat).unwrap();
+    let text = r#"
+@id("lookups") permit (principal in Tenant::"acme", action == Action::"call", resource == Capability::"lookup");
+@id("refunds") @approval("required")
+permit (principal == Agent::"acme/bot", action == Action::"call", resource in Category::"billing")
+when { context.side_effect == "privileged" };
+@id("big") forbid (principal, action, resource) when { context.input has amount && context.input.amount > 100 };
+"#;
+    let b = CompiledBundle::compile(1, text, &eng.schema).unwrap();
+    assert_eq!(b.ids(), ["lookups", "refunds", "big"]);
+    let bud = budget();
+    let lookup = cat.get("lookup").unwrap();
+    let refund = cat.get("refund").unwrap();
+    let o = eng.decide(&b, lookup, &json!({}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::Permit, "{o:?}");
+    assert_eq!(o.policies, ["lookups"]);
+    let o = eng.decide(&b, refund, &json!({"amount": 50}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::NeedsApproval, "{o:?}");
+    let o = eng.decide(&b, refund, &json!({"amount": 500}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::Forbid);
+    assert_eq!(o.policies, ["big"]);
+    let mut other = input(&bud);
+    other.agent = "eve";
+    let o = eng.decide(&b, refund, &json!({}), &other);
+    assert_eq!(o.effect, DecisionEffect::Forbid);
+    assert!(o.reasons[0].contains("default deny"), "{o:?}");
+    // Visibility: bot sees refund, eve does not; a blanket forbid hides it.
+    assert!(could_permit(&b, "acme", "bot", "refund", "billing").unwrap());
+    assert!(!could_permit(&b, "acme", "eve", "refund", "billing").unwrap());
+    assert!(could_permit(&b, "acme", "eve", "lookup", "billing").unwrap());
+    let b2 = CompiledBundle::compile(
+        2,
+        &format!("{text}\nforbid (principal, action, resource in Category::\"billing\");"),
+        &eng.schema,
+    )
+    .unwrap();
+    assert!(!could_permit(&b2, "acme", "bot", "lookup", "billing").unwrap());
+}
+
+#[test]
+fn strict_validation_refuses_unknown_names() {
+    let eng = Engine::new(&catalog()).unwrap();
+    for bad in [
+        // An input field no capability has.
+        r#"permit (principal, action, resource) when { context.input.nope == 1 };"#,
+        // An optional field used without `has`.
+        r#"permit (principal, action, resource) when { context.input.amount == 1 };"#,
+        // An unknown entity type.
+        r#"permit (principal == User::"x", action, resource);"#,
+        // Syntax.
+        r#"permit (principal, action, resource) when {"#,
+        // Approval on a forbid.
+        r#"@approval("required") forbid (principal, action, resource);"#,
+    ] {
+        assert!(
+            CompiledBundle::compile(1, bad, &eng.schema).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn default_bundle_validates_and_decides() {
+    let cat = catalog();
+    let eng = Engine::new(&cat).unwrap();
+    let b = CompiledBundle::compile(1, crate::DEFAULT_POLICY, &eng.schema).unwrap();
+    let bud = budget();
+    let o = eng.decide(&b, cat.get("refund").unwrap(), &json!({}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::NeedsApproval);
+    let o = eng.decide(&b, cat.get("read_file").unwrap(), &json!({}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::Permit);
+    let o = eng.decide(&b, cat.get("write_file").unwrap(), &json!({}), &input(&bud));
+    assert_eq!(o.effect, DecisionEffect::Permit);
+}
