@@ -14,8 +14,9 @@ fi
 # template's demo, python3-venv for the E2B SDK tests, util-linux/procps for test
 # helpers, openssl to make test certificates.
 need=()
-# iproute2 and nftables build sandbox networks (mode open; see docs/network.md).
-for pkg in gcc libc6-dev python3 python3-venv procps util-linux openssl iproute2 nftables; do
+# iproute2 and nftables build sandbox networks (mode open; see docs/network.md);
+# debootstrap builds Debian base templates (`corral template debootstrap`).
+for pkg in gcc libc6-dev python3 python3-venv procps util-linux openssl iproute2 nftables debootstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

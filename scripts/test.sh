@@ -10,6 +10,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 scripts/setup.sh
+# The Debian packages the debootstrap template test unpacks offline (made once).
+scripts/debian-fixture.sh
 
 echo "== rustfmt"
 cargo fmt --all --check

@@ -7,6 +7,7 @@ mod common;
 mod harness;
 
 mod cli;
+mod debootstrap;
 mod exec;
 mod files;
 mod lifecycle;

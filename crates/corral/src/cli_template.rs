@@ -1,4 +1,4 @@
-//! `corral template build|import|ls|inspect|rm`: the template store of a data directory
+//! `corral template build|import|debootstrap|ls|inspect|rm`: the template store of a data directory
 //! (the daemon's `--data-dir`, which is also where `corral run --template` looks), used
 //! directly, without a daemon. `rm` consults the directory's state database and is
 //! refused while a sandbox or snapshot recorded there uses the template; the HTTP API
@@ -68,6 +68,32 @@ enum TemplateCommand {
         /// An OCI image layout directory, or an OCI / `docker save` tarball.
         #[arg(long, value_name = "PATH")]
         oci: Option<PathBuf>,
+    },
+    /// Build a Debian base with debootstrap, as root on this host, and import it;
+    /// debootstrap's progress on stderr. Packages are checked against the host's
+    /// Debian archive keyring.
+    Debootstrap {
+        /// Template name.
+        #[arg(long)]
+        name: String,
+        /// Version (default: the next number).
+        #[arg(long)]
+        version: Option<String>,
+        /// Debian suite.
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+        /// The Debian archive's URL [default: the host's apt mirror for the suite].
+        #[arg(long, value_name = "URL", conflicts_with = "tarball")]
+        mirror: Option<String>,
+        /// debootstrap variant (minbase: the required packages and apt).
+        #[arg(long, default_value = "minbase")]
+        variant: String,
+        /// Extra packages, comma-separated.
+        #[arg(long, value_name = "PKG,...", value_delimiter = ',')]
+        include: Vec<String>,
+        /// Use the packages of a `debootstrap --make-tarball` file (no download).
+        #[arg(long, value_name = "FILE")]
+        tarball: Option<PathBuf>,
     },
     /// List templates.
     Ls,
@@ -141,18 +167,7 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
                 t.version,
                 started.elapsed().as_secs_f64()
             );
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
-            } else {
-                println!(
-                    "{}:{} {} {} layers, {}",
-                    t.name,
-                    t.version,
-                    t.id,
-                    t.layers.len(),
-                    size(t.size_bytes)
-                );
-            }
+            print_template(&t, args.json)?;
         }
         TemplateCommand::Import {
             name,
@@ -168,18 +183,34 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
             // What a killed import left is removed first.
             store.clean_stale()?;
             let t = store.import(&name, version.as_deref(), &source)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
-            } else {
-                println!(
-                    "{}:{} {} {} layers, {}",
-                    t.name,
-                    t.version,
-                    t.id,
-                    t.layers.len(),
-                    size(t.size_bytes)
-                );
-            }
+            print_template(&t, args.json)?;
+        }
+        TemplateCommand::Debootstrap {
+            name,
+            version,
+            suite,
+            mirror,
+            variant,
+            include,
+            tarball,
+        } => {
+            let spec = corral_sandbox::Debootstrap {
+                suite,
+                mirror,
+                variant,
+                include,
+                tarball,
+            };
+            store.clean_stale()?;
+            let started = Instant::now();
+            let t = store.debootstrap(&name, version.as_deref(), &spec, &mut progress)?;
+            eprintln!(
+                "built {}:{} in {:.1} s",
+                t.name,
+                t.version,
+                started.elapsed().as_secs_f64()
+            );
+            print_template(&t, args.json)?;
         }
         TemplateCommand::Ls => {
             let list = store.list()?;
@@ -214,6 +245,23 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
                 println!("removed {r}");
             }
         }
+    }
+    Ok(())
+}
+
+/// One template, as `--json` or a line.
+fn print_template(t: &Template, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(t)?);
+    } else {
+        println!(
+            "{}:{} {} {} layers, {}",
+            t.name,
+            t.version,
+            t.id,
+            t.layers.len(),
+            size(t.size_bytes)
+        );
     }
     Ok(())
 }

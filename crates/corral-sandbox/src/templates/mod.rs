@@ -20,6 +20,7 @@
 
 mod build;
 mod copy;
+mod debootstrap;
 mod dir;
 mod etc;
 mod helper;
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::build::{BuildEvent, BuildRequest};
+pub use self::debootstrap::Debootstrap;
 pub use self::helper::build_main;
 pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob};
 use self::layer::{digest_layer, hex, LayerWriter};
@@ -545,6 +547,53 @@ impl TemplateStore {
                 return Err(TemplateStoreError::Exists(format!("{name}:{v}")));
             }
         }
+        let tmp = self.work_dir()?;
+        let result = self.import_in(&tmp, name, version, source, None);
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    /// Builds a Debian base with debootstrap (see debootstrap.rs) and imports it;
+    /// debootstrap's output goes to `progress`. Nothing is left behind on failure.
+    pub fn debootstrap(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        spec: &Debootstrap,
+        progress: &mut dyn FnMut(BuildEvent),
+    ) -> Result<Template, TemplateStoreError> {
+        check_template_name(name)?;
+        if let Some(v) = version {
+            check_version(v)?;
+            if self.find(&format!("{name}:{v}")).is_ok() {
+                return Err(TemplateStoreError::Exists(format!("{name}:{v}")));
+            }
+        }
+        spec.validate()?;
+        let mirror = match (&spec.tarball, &spec.mirror) {
+            (Some(_), _) => None,
+            (None, Some(m)) => Some(m.clone()),
+            (None, None) => Some(debootstrap::host_mirror(&spec.suite).ok_or_else(|| {
+                TemplateStoreError::InvalidName(format!(
+                    "no Debian mirror for suite {} in the host's apt sources; pass --mirror URL",
+                    spec.suite
+                ))
+            })?),
+        };
+        let tmp = self.work_dir()?;
+        let root = tmp.join("rootfs");
+        let result =
+            debootstrap::bootstrap(spec, mirror.as_deref(), &root, progress).and_then(|()| {
+                let shown = spec.describe(mirror.as_deref());
+                self.import_in(&tmp, name, version, &TemplateSource::Dir(root), Some(shown))
+            });
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    /// A fresh work dir under `tmp/` (removed by the caller; a killed process's is
+    /// collected by `clean_stale`).
+    fn work_dir(&self) -> Result<PathBuf, TemplateStoreError> {
         let tmp_root = self.root.join("tmp");
         fs::create_dir_all(&tmp_root)
             .map_err(TemplateStoreError::io("creating the template store"))?;
@@ -556,9 +605,7 @@ impl TemplateStore {
             .unwrap_or(0);
         let tmp = tmp_root.join(format!("{}-{nanos}", std::process::id()));
         fs::create_dir(&tmp).map_err(TemplateStoreError::io("creating the import's work dir"))?;
-        let result = self.import_in(&tmp, name, version, source);
-        let _ = fs::remove_dir_all(&tmp);
-        result
+        Ok(tmp)
     }
 
     fn import_in(
@@ -567,6 +614,7 @@ impl TemplateStore {
         name: &str,
         version: Option<&str>,
         source: &TemplateSource,
+        shown: Option<String>,
     ) -> Result<Template, TemplateStoreError> {
         let mkio = |d: &Path| TemplateStoreError::io(format!("creating {}", d.display()));
         let mut built: Vec<(PathBuf, String)> = Vec::new();
@@ -590,7 +638,8 @@ impl TemplateStore {
                 let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
                 dir::copy_tree(&src, &w)?;
                 built.push((d, "dir".into()));
-                (format!("dir:{}", src.display()), Vec::new())
+                let text = shown.unwrap_or_else(|| format!("dir:{}", src.display()));
+                (text, Vec::new())
             }
             TemplateSource::Oci(path) => {
                 let meta = fs::metadata(path).map_err(|e| TemplateStoreError::BadSource {
@@ -611,8 +660,8 @@ impl TemplateStore {
                     oci::apply_blob(blob, digest, &w)?;
                     built.push((d, digest.clone()));
                 }
-                let shown = path.canonicalize().unwrap_or_else(|_| path.clone());
-                (format!("oci:{}", shown.display()), image.env)
+                let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+                (format!("oci:{}", canonical.display()), image.env)
             }
         };
         let top_first: Vec<PathBuf> = built.iter().rev().map(|(d, _)| d.clone()).collect();
