@@ -7,6 +7,8 @@ mod common;
 mod harness;
 
 mod cli;
+mod egress;
+mod egress_fixture;
 mod debootstrap;
 mod exec;
 mod files;

@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod e2b;
+mod egress;
 mod error;
 mod exec;
 mod files;

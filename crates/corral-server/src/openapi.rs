@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use corral_types::api::{
-    ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse, HealthResponse,
+    EgressRecordList, ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse, HealthResponse,
     KeyCreateRequest, KeyCreateResponse, KeyList, MkdirRequest, ProcessInfo, ProcessList,
     ProcessOutput, PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
     SandboxCreateRequest, SandboxList, SignalRequest, Snapshot, SnapshotList, StdinWriteRequest,
@@ -99,6 +99,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         ok: [(200, Resp::Json(s::<RunResult>)), (201, Resp::Json(s::<ProcessInfo>))]),
     r!("post", "/v1/sandboxes/{id}/run_code", "runCode", "Run code in python, javascript or bash; same results as exec.", auth: true, query: &[], body: ReqBody::Json(s::<RunCodeRequest>),
         ok: [(200, Resp::Json(s::<RunResult>))]),
+    r!("get", "/v1/sandboxes/{id}/egress", "listEgress", "The sandbox's recent egress records (mode allow): every attempt, allowed or denied. `limit` (default 1000, at most 4096).", auth: true, query: &[("limit", "Most records, 1-4096 (default 1000).", false)], body: ReqBody::None, ok: [(200, Resp::Json(s::<EgressRecordList>))]),
     r!("get", "/v1/sandboxes/{id}/processes", "listProcesses", "Background processes.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessList>))]),
     r!("get", "/v1/sandboxes/{id}/processes/{pid}", "getProcess", "One background process.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessInfo>))]),
     r!("get", "/v1/sandboxes/{id}/processes/{pid}/output", "getProcessOutput", "What a background process wrote (last 1 MiB per stream).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<ProcessOutput>))]),

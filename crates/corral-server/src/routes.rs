@@ -10,7 +10,7 @@ use corral_types::api::HealthResponse;
 
 use crate::error::{method_not_allowed, not_found};
 use crate::{
-    admin, auth, exec, files, metrics, openapi, sandboxes, snapshots, templates, AppState,
+    admin, auth, egress, exec, files, metrics, openapi, sandboxes, snapshots, templates, AppState,
 };
 
 /// JSON bodies larger than this are refused with 413 (file uploads are streamed and
@@ -42,6 +42,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/snapshot", post(sandboxes::snapshot))
+        .route("/v1/sandboxes/{id}/egress", get(egress::records))
         .route("/v1/sandboxes/{id}/exec", post(exec::exec))
         .route("/v1/sandboxes/{id}/run_code", post(exec::run_code))
         .route("/v1/sandboxes/{id}/processes", get(exec::processes))

@@ -40,11 +40,16 @@ pub(crate) struct RunArgs {
     /// and charged to the sandbox's memory limit.
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size, allow_hyphen_values = true)]
     disk: u64,
-    /// Network mode: `none` (loopback only) or `open` (outbound access except to the
-    /// host, other sandboxes, link-local/metadata and private deny ranges; see
-    /// docs/network.md).
+    /// Network mode: `none` (loopback only), `open` (outbound access except to the
+    /// host, other sandboxes, link-local/metadata and private deny ranges) or
+    /// `allow=NAME[:PORT],...` (only those names, through corral's egress proxy;
+    /// `*.NAME` = subdomains; no port = 443 and 80). See docs/network.md.
     #[arg(long, value_name = "MODE", default_value = "none")]
     net: String,
+    /// With --net allow=...: the egress proxy resolves NAME to IPV4 instead of asking
+    /// the system resolver (repeatable; trusted as given, like curl's --resolve).
+    #[arg(long = "egress-resolve", value_name = "NAME=IPV4", value_parser = crate::cli_egress::parse_resolve)]
+    egress_resolve: Vec<(String, std::net::Ipv4Addr)>,
     /// Bind a host path into the sandbox, HOST:SANDBOX[:ro|rw]; read-only unless :rw.
     #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|rw]", value_parser = mount)]
     mounts: Vec<Bind>,
@@ -177,19 +182,39 @@ fn fail(json: bool, code: &str, message: &str) -> ExitCode {
 }
 
 pub(crate) fn main(args: RunArgs) -> ExitCode {
-    let open = match args.net.as_str() {
-        "none" => false,
-        "open" => true,
-        other => {
-            return fail(
-                args.json,
-                "invalid_argument",
-                &format!(
-                    "network mode {other:?} is not available in this version; use --net none or --net open"
-                ),
-            )
-        }
+    let (open, allow) = match args.net.as_str() {
+        "none" => (false, None),
+        "open" => (true, None),
+        other => match other.strip_prefix("allow=") {
+            Some(rules) => match corral_net::parse_egress_rules(rules) {
+                Ok(r) if !r.is_empty() => (false, Some(rules.to_string())),
+                Ok(_) => {
+                    return fail(
+                        args.json,
+                        "invalid_argument",
+                        "--net allow= needs at least one destination, e.g. --net allow=pypi.org,files.pythonhosted.org",
+                    )
+                }
+                Err(e) => return fail(args.json, "invalid_argument", &e.to_string()),
+            },
+            None => {
+                return fail(
+                    args.json,
+                    "invalid_argument",
+                    &format!(
+                        "unknown network mode {other:?}; use --net none, --net open or --net allow=NAME[:PORT],..."
+                    ),
+                )
+            }
+        },
     };
+    if allow.is_none() && !args.egress_resolve.is_empty() {
+        return fail(
+            args.json,
+            "invalid_argument",
+            "--egress-resolve is only for --net allow=...",
+        );
+    }
     let rootfs = match corral_sandbox::resolve_template(
         &paths::state_dir(),
         &args.template,
@@ -251,15 +276,33 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
     // --net open: a network of the run's own, built here and removed when `net` is
     // dropped after the run (see corral-net's run.rs).
     let mut spec = spec;
-    let net = if open {
+    // --net allow=...: the egress proxy runs in a helper process for the run's
+    // duration (see cli_egress.rs); dropped after the network.
+    let mut helper = match &allow {
+        Some(rules) => match crate::cli_egress::Helper::start(rules, &args.egress_resolve) {
+            Ok(h) => Some(h),
+            Err(e) => return fail(args.json, "internal", &e),
+        },
+        None => None,
+    };
+    let net = if open || helper.is_some() {
         match corral_net::RunNet::create(
             &paths::runtime_dir().join("net"),
             corral_net::Cidr::RUN_DEFAULT,
             Vec::new(),
-            None,
+            helper.as_ref().map(|h| h.ports),
         ) {
             Ok(n) => {
                 spec.netns = Some(n.lease().netns.clone());
+                if let Some(h) = helper.as_mut() {
+                    let a = n.lease().addrs;
+                    if let Err(e) = h.register(a.sandbox, a.host).and_then(|_| {
+                        allow_mode_setup(&mut spec, a.host, h.ports, n.lease().slot)
+                    }) {
+                        drop(n);
+                        return fail(args.json, "internal", &e);
+                    }
+                }
                 Some(n)
             }
             Err(e) => {
@@ -278,6 +321,7 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
     };
     let result = corral_isolate::run(&spec);
     drop(net);
+    drop(helper);
     match result {
         Ok(outcome) => report(&args, &outcome),
         Err(e) => {
@@ -290,6 +334,31 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             fail(args.json, code, &corral_isolate::error_chain(&e))
         }
     }
+}
+
+/// Mode allow inside the sandbox: the explicit proxy's variables (unless --env set
+/// them) and a resolv.conf naming corral's resolver.
+fn allow_mode_setup(
+    spec: &mut SandboxSpec,
+    host: std::net::Ipv4Addr,
+    ports: corral_net::EgressPorts,
+    slot: u32,
+) -> Result<(), String> {
+    for (k, v) in corral_net::proxy_env(host, ports) {
+        if !spec.env.iter().any(|(e, _)| *e == k) {
+            spec.env.push((k, v));
+        }
+    }
+    let dir = paths::runtime_dir().join("net");
+    let path = dir.join(format!("resolv-run-{slot}.conf"));
+    std::fs::write(&path, corral_net::resolv_conf(host))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    spec.mounts.push(Bind {
+        source: path,
+        target: PathBuf::from("/etc/resolv.conf"),
+        writable: false,
+    });
+    Ok(())
 }
 
 fn report(args: &RunArgs, o: &RunOutcome) -> ExitCode {

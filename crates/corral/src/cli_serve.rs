@@ -60,6 +60,10 @@ struct NetworkKeys {
     cidr: Option<String>,
     deny: Option<Vec<String>>,
     pool_size: Option<usize>,
+    /// Egress rules denied to every allow-mode sandbox (deny wins over allow).
+    egress_deny: Option<Vec<String>>,
+    /// Static name -> IPv4 map for the egress proxy (tests, private registries).
+    resolve: Option<std::collections::HashMap<String, String>>,
 }
 
 fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSettings> {
@@ -77,6 +81,17 @@ fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSetting
     }
     if let Some(p) = n.pool_size {
         s.pool_size = p;
+    }
+    for r in n.egress_deny.unwrap_or_default() {
+        s.egress_deny.push(
+            corral_net::Rule::parse(&r).map_err(|e| anyhow::anyhow!("network.egress_deny: {e}"))?,
+        );
+    }
+    for (name, ip) in n.resolve.unwrap_or_default() {
+        let ip = ip.parse().map_err(|_| {
+            anyhow::anyhow!("network.resolve: {ip:?} (for {name:?}) is not an IPv4 address")
+        })?;
+        s.resolve.insert(name, ip);
     }
     Ok(s)
 }

@@ -1,5 +1,6 @@
 //! corral: a self-hosted, governed sandbox for AI agents.
 
+mod cli_egress;
 mod cli_key;
 mod cli_run;
 mod cli_sandbox;
@@ -49,6 +50,10 @@ fn main() -> ExitCode {
     // `corral __build`: the daemon's single-threaded template builder (recipes' RUN).
     if std::env::args_os().nth(1).is_some_and(|a| a == "__build") {
         return ExitCode::from(corral_sandbox::build_main().clamp(0, 255) as u8);
+    }
+    // `corral __egress`: the egress proxy of one `corral run --net allow=...`.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__egress") {
+        return ExitCode::from(cli_egress::helper_main());
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -206,6 +206,8 @@ impl Manager {
                 )));
             }
         }
+        let mode = req.network.mode;
+        let egress = self.egress_policy(mode, &req.network.allow)?;
         // Held until the sandbox's row exists: a template removal waits for it.
         let _template_guard = self.template_lock.read().await;
         let (template, layers, snapshot_id) =
@@ -251,9 +253,10 @@ impl Manager {
             stopped_at_ms: None,
             stop_reason: None,
             net_slot: None,
+            net_allow: egress.as_ref().map(|p| p.allow_text()),
         };
-        let open = req.network.mode == NetworkMode::Open;
-        let pooled = if !open
+        let networked = mode != NetworkMode::None;
+        let pooled = if !networked
             && row.template == "host"
             && layers.is_empty()
             && row.resources.disk_bytes == self.cfg.default_disk_bytes
@@ -274,10 +277,18 @@ impl Manager {
                 }
             },
             None => {
-                if open {
-                    row.net_slot = Some(self.net_acquire().await?);
+                if networked {
+                    let slot = self.net_acquire(mode).await?;
+                    row.net_slot = Some(slot);
+                    if egress.is_some() {
+                        self.egress_env(slot, &mut row.env)?;
+                    }
                 }
-                self.build(row, layers).await?
+                let live = self.build(row, layers).await?;
+                if let (Some(policy), Some(slot)) = (egress, live.row().net_slot) {
+                    self.egress_register(slot, &live.id, tenant, policy);
+                }
+                live
             }
         };
         self.wake_pool.notify_one();
@@ -394,6 +405,10 @@ impl Manager {
         layers: Vec<PathBuf>,
     ) -> Result<Arc<Live>, SandboxError> {
         let netns = row.net_slot.map(|s| self.net_path(s)).transpose()?;
+        let resolv_conf = match (row.net_slot, &row.net_allow) {
+            (Some(slot), Some(_)) => Some(self.egress_resolv_conf(slot)?),
+            _ => None,
+        };
         row.id = new_id()?;
         row.seq = self.store.insert(row)?;
         let id = row.id.clone();
@@ -417,6 +432,7 @@ impl Manager {
             socket: socket.clone(),
             daemon_pid: std::process::id(),
             netns,
+            resolv_conf,
         };
         let attempt = async {
             let (pid, start) = spawn(&self.cfg.corral_exe, &req).await?;
@@ -713,6 +729,7 @@ impl Manager {
                 stopped_at_ms: None,
                 stop_reason: None,
                 net_slot: None,
+                net_allow: None,
             };
             match self.build(row, Vec::new()).await {
                 Ok(l) if self.shutting_down.load(Ordering::Acquire) => {

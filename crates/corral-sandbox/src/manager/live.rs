@@ -117,11 +117,16 @@ pub(crate) fn to_api(row: &SandboxRow) -> Sandbox {
         snapshot_id: row.snapshot_id.clone(),
         tenant: row.tenant.clone().unwrap_or_default(),
         resources: row.resources.clone(),
-        network: if row.net_slot.is_some() {
-            corral_types::api::NetworkMode::Open
-        } else {
-            corral_types::api::NetworkMode::None
+        network: match (row.net_slot, &row.net_allow) {
+            (Some(_), Some(_)) => corral_types::api::NetworkMode::Allow,
+            (Some(_), None) => corral_types::api::NetworkMode::Open,
+            _ => corral_types::api::NetworkMode::None,
         },
+        network_allow: row
+            .net_allow
+            .as_deref()
+            .map(|a| a.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         metadata: row.metadata.clone(),
         created_at: rfc3339(row.created_at_ms),
         expires_at: rfc3339(row.expires_at_ms),

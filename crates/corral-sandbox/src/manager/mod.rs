@@ -153,6 +153,9 @@ pub struct Manager {
     template_lock: tokio::sync::RwLock<()>,
     /// corral-net's pool, set once after recovery; Err: networking is off (why).
     net: std::sync::OnceLock<Result<Arc<corral_net::NetPool>, String>>,
+    /// The egress proxy and resolver of mode `allow`, set once at start (unset: the
+    /// proxy could not start; mode allow is refused).
+    egress: std::sync::OnceLock<Arc<corral_net::EgressProxy>>,
     me: Weak<Manager>,
 }
 
@@ -183,6 +186,7 @@ impl Manager {
             tasks: Mutex::new(Vec::new()),
             template_lock: tokio::sync::RwLock::new(()),
             net: std::sync::OnceLock::new(),
+            egress: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         m.clean_templates().await?;

@@ -39,6 +39,10 @@ pub(crate) struct SpawnRequest {
     /// The network namespace to join (mode `open`); None: loopback only.
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// Mode `allow`: a file bound read-only at /etc/resolv.conf (names corral's
+    /// resolver).
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// What was built.
@@ -161,9 +165,18 @@ fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
             Layer::from_name(name).ok_or_else(|| format!("unknown isolation layer {name:?}"))?,
         );
     }
+    let mounts = req
+        .resolv_conf
+        .iter()
+        .map(|p| corral_isolate::Bind {
+            source: p.clone(),
+            target: PathBuf::from("/etc/resolv.conf"),
+            writable: false,
+        })
+        .collect();
     let spec = SessionSpec {
         rootfs,
-        mounts: Vec::new(),
+        mounts,
         limits: Limits {
             memory_bytes: req.resources.memory_bytes,
             cpu_millis: req.resources.cpu_millis,

@@ -51,6 +51,9 @@ CREATE TABLE snapshots (
     // Version 2: the slot of corral-net's address pool a sandbox in mode `open` holds
     // (NULL: mode `none`).
     "ALTER TABLE sandboxes ADD COLUMN net_slot INTEGER;",
+    // Version 3: the egress rules of a sandbox in mode `allow`, comma-separated (NULL:
+    // mode `open` when net_slot is set).
+    "ALTER TABLE sandboxes ADD COLUMN net_allow TEXT;",
 ];
 
 /// One sandbox row.
@@ -73,8 +76,10 @@ pub(crate) struct SandboxRow {
     pub expires_at_ms: u64,
     pub stopped_at_ms: Option<u64>,
     pub stop_reason: Option<String>,
-    /// The network slot of a sandbox in mode `open` (None: mode `none`).
+    /// The network slot of a sandbox in mode `open` or `allow` (None: mode `none`).
     pub net_slot: Option<u32>,
+    /// Mode `allow`: its egress rules, comma-separated (None: mode `open` or `none`).
+    pub net_allow: Option<String>,
 }
 
 /// One snapshot row.
@@ -103,7 +108,7 @@ fn db_err(e: rusqlite::Error) -> SandboxError {
 
 const COLUMNS: &str = "seq, id, tenant, pooled, state, template, snapshot_id, memory_bytes, \
     cpu_millis, pids, disk_bytes, env, metadata, init_pid, init_start, created_at_ms, \
-    expires_at_ms, stopped_at_ms, stop_reason, net_slot";
+    expires_at_ms, stopped_at_ms, stop_reason, net_slot, net_allow";
 
 fn row_to_sandbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
     let state: String = r.get(4)?;
@@ -132,6 +137,7 @@ fn row_to_sandbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
         stopped_at_ms: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
         stop_reason: r.get(18)?,
         net_slot: r.get::<_, Option<i64>>(19)?.map(|v| v as u32),
+        net_allow: r.get(20)?,
     })
 }
 
@@ -219,8 +225,8 @@ impl Store {
             c.execute(
                 "INSERT INTO sandboxes (id, tenant, pooled, state, template, snapshot_id, \
                  memory_bytes, cpu_millis, pids, disk_bytes, env, metadata, created_at_ms, \
-                 expires_at_ms, net_slot) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 expires_at_ms, net_slot, net_allow) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     row.id,
                     row.tenant,
@@ -237,6 +243,7 @@ impl Store {
                     row.created_at_ms as i64,
                     row.expires_at_ms as i64,
                     row.net_slot.map(i64::from),
+                    row.net_allow,
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -530,6 +537,7 @@ mod tests {
             stopped_at_ms: None,
             stop_reason: None,
             net_slot: None,
+            net_allow: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! the OpenAPI document is generated from their JSON Schemas (schemars).
 
 mod daemon;
+mod egress;
 mod exec;
 mod files;
 mod govern_audit;
@@ -12,6 +13,7 @@ mod snapshot;
 mod template;
 
 pub use daemon::{HealthResponse, PtyClientMessage, PtyServerMessage, PtySize};
+pub use egress::{EgressRecord, EgressRecordList};
 pub use exec::{
     ExecEvent, ExecRequest, ExecStream, ProcessInfo, ProcessList, ProcessOutput, ProcessState,
     RunCodeLanguage, RunCodeRequest, SignalRequest, StdinWriteRequest,

@@ -60,6 +60,10 @@ pub enum NetworkMode {
     /// multicast and the daemon's configured deny ranges; enforced by nftables on the
     /// host side. Nothing can connect in.
     Open,
+    /// A network of its own whose every TCP connection and DNS query goes through the
+    /// daemon's egress proxy and resolver, which let through only the names (and
+    /// ports) in `allow`; everything else (direct IPs, other UDP, ICMP) is dropped.
+    Allow,
 }
 
 /// The network part of a create request.
@@ -69,6 +73,10 @@ pub struct NetworkRequest {
     /// The mode; default `none`.
     #[serde(default)]
     pub mode: NetworkMode,
+    /// Mode `allow` only (and required there): the destinations, each `NAME`,
+    /// `NAME:PORT` or `*.NAME[:PORT]` (subdomains only); without a port 443 and 80.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 /// Requested resources; every field is optional and has the documented default.
@@ -143,6 +151,9 @@ pub struct Sandbox {
     pub resources: Resources,
     /// Network mode.
     pub network: NetworkMode,
+    /// Mode `allow`: the destinations it may reach (normalized rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_allow: Vec<String>,
     /// Labels.
     pub metadata: BTreeMap<String, String>,
     /// When it was created (RFC 3339).
