@@ -137,6 +137,35 @@ impl Transport {
         })
     }
 
+    /// A request with extra headers whose answer comes back whatever its status (MCP's
+    /// transport carries JSON-RPC errors in 4xx bodies); only a failed connection is an
+    /// error.
+    pub(crate) async fn send_any(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&'static str, &str)],
+        body: ReqBody,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path))
+            .header(AUTHORIZATION, self.auth.clone());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
+            .body(body)
+            .map_err(|e| ClientError::InvalidUrl(format!("{path}: {e}")))?;
+        self.pool
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                message: error_chain(&e),
+            })
+    }
+
     /// A JSON request (or none) and a JSON answer.
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,

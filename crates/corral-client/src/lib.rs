@@ -18,6 +18,7 @@
 mod error;
 mod files;
 mod http;
+mod mcp;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use corral_types::api::{
 };
 use corral_types::RunResult;
 pub use error::ClientError;
+pub use mcp::McpAnswer;
 use futures_util::Stream;
 use http::{encode, Transport};
 use hyper::Method;

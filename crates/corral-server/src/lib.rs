@@ -12,6 +12,7 @@ mod egress;
 mod error;
 mod exec;
 mod files;
+mod mcp;
 mod metrics;
 mod openapi;
 mod routes;

@@ -90,6 +90,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     public
         .merge(authed)
         .merge(crate::e2b::router())
+        .merge(crate::mcp::router(state.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), metrics::track))

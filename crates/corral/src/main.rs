@@ -2,6 +2,7 @@
 
 mod cli_egress;
 mod cli_key;
+mod cli_mcp;
 mod cli_run;
 mod cli_sandbox;
 mod cli_serve;
@@ -35,6 +36,8 @@ enum Command {
     Key(cli_key::KeyArgs),
     /// Tenants of a running daemon (admin).
     Tenant(cli_key::TenantArgs),
+    /// MCP over stdio for local agents, bridged to the daemon's /mcp (see docs/mcp.md).
+    Mcp(cli_mcp::McpArgs),
 }
 
 /// Exit status when corral itself fails (as opposed to the command).
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Template(args) => cli_template::main(args),
         Command::Key(args) => cli_key::key_main(args),
         Command::Tenant(args) => cli_key::tenant_main(args),
+        Command::Mcp(args) => cli_mcp::main(args),
     }
 }
 
