@@ -6,7 +6,7 @@
 //! proxy, which the tests point at it with a static resolve map, so no name is ever
 //! looked up in real DNS and no packet goes to an address the test did not create.
 
-#![allow(dead_code)] // each test binary uses part of it
+#![allow(dead_code, unreachable_pub)] // each test binary uses part of it
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@ mod common;
 mod helpers;
 
 mod bad_input;
+mod egress;
+#[path = "../daemon/egress_fixture.rs"]
+mod egress_fixture;
 mod basics;
 mod environment;
 mod exit_status;
