@@ -18,6 +18,7 @@
 mod error;
 mod files;
 mod http;
+mod secrets;
 mod mcp;
 mod stream;
 

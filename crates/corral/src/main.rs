@@ -5,6 +5,7 @@ mod cli_key;
 mod cli_mcp;
 mod cli_run;
 mod cli_sandbox;
+mod cli_secret;
 mod cli_serve;
 mod cli_template;
 mod client_conn;
@@ -36,6 +37,8 @@ enum Command {
     Key(cli_key::KeyArgs),
     /// Tenants of a running daemon (admin).
     Tenant(cli_key::TenantArgs),
+    /// Secrets of a running daemon: set (value from stdin or a file), ls, get, rm.
+    Secret(cli_secret::SecretArgs),
     /// MCP over stdio for local agents, bridged to the daemon's /mcp (see docs/mcp.md).
     Mcp(cli_mcp::McpArgs),
 }
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Template(args) => cli_template::main(args),
         Command::Key(args) => cli_key::key_main(args),
         Command::Tenant(args) => cli_key::tenant_main(args),
+        Command::Secret(args) => cli_secret::main(args),
         Command::Mcp(args) => cli_mcp::main(args),
     }
 }

@@ -9,6 +9,7 @@ mod govern_audit;
 mod govern_policy;
 mod keys;
 mod sandbox;
+mod secret;
 mod snapshot;
 mod template;
 
@@ -43,6 +44,7 @@ pub use sandbox::{
     NetworkMode, NetworkRequest, Resources, ResourcesRequest, Sandbox, SandboxCreateRequest,
     SandboxList, SandboxState, TimeoutRequest,
 };
+pub use secret::{Secret, SecretList, SecretPutRequest};
 pub use snapshot::{Snapshot, SnapshotList};
 pub use template::{
     Template, TemplateBuildRequest, TemplateImportRequest, TemplateLayer, TemplateList,
