@@ -29,6 +29,7 @@ mod secrets;
 pub use addr::{Cidr, SlotAddrs};
 pub use broker::{
     Alert, Broker, BrokerConfig, BrokerError, BrokerInterceptor, ConnCtx, ConnSummary,
+    SANDBOX_CA_DIR,
 };
 pub use error::NetError;
 pub use exec::{Exec, RealExec};

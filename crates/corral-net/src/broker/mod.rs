@@ -38,6 +38,18 @@ pub use self::intercept::BrokerInterceptor;
 use self::rewrite::{BoxError, Mode, ScanBody, Scanner, Violation};
 use crate::secrets::{Binding, SecretStore};
 
+/// Where a sandbox with secrets finds the CA ([`Broker::sandbox_ca_dir`] bound
+/// read-only): `ca.pem` (corral's CA alone) and `bundle.pem` (the host's system roots
+/// and corral's CA).
+pub const SANDBOX_CA_DIR: &str = "/etc/ssl/certs/corral";
+
+/// The system root bundles looked for on the host (Debian/Ubuntu/Alpine, then
+/// Fedora/RHEL), copied into the sandboxes' `bundle.pem`.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
 /// Alerts kept in memory for [`Broker::recent_alerts`].
 const ALERTS_KEPT: usize = 256;
 /// How long the sandbox has to send a request's head.
@@ -134,6 +146,7 @@ type AlertHook = Arc<dyn Fn(&Alert) + Send + Sync>;
 /// The credential broker of one daemon.
 pub struct Broker {
     ca: ca::Ca,
+    public_dir: PathBuf,
     store: Arc<SecretStore>,
     upstream: Arc<ClientConfig>,
     alerts: Mutex<VecDeque<Alert>>,
@@ -179,6 +192,7 @@ impl Broker {
     /// Loads (or makes, on first start) the CA in DIR/ca and the upstream trust roots.
     pub fn new(cfg: &BrokerConfig, store: Arc<SecretStore>) -> Result<Broker, BrokerError> {
         let ca = ca::Ca::load_or_create(&cfg.data_dir)?;
+        let public_dir = write_public(&cfg.data_dir, ca.cert_pem())?;
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
@@ -194,6 +208,7 @@ impl Broker {
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Broker {
             ca,
+            public_dir,
             store,
             upstream: Arc::new(client),
             alerts: Mutex::new(VecDeque::new()),
@@ -211,6 +226,33 @@ impl Broker {
     /// The CA certificate (PEM) sandboxes trust.
     pub fn ca_pem(&self) -> &str {
         self.ca.cert_pem()
+    }
+
+    /// The host directory bound read-only at [`SANDBOX_CA_DIR`] in sandboxes with
+    /// secrets: the CA's certificate and a bundle, never its key.
+    pub fn sandbox_ca_dir(&self) -> &std::path::Path {
+        &self.public_dir
+    }
+
+    /// The environment that makes common tools trust the CA (OpenSSL, curl, Python's
+    /// requests and pip, Node, git).
+    pub fn sandbox_env() -> Vec<(String, String)> {
+        let bundle = format!("{SANDBOX_CA_DIR}/bundle.pem");
+        let mut v: Vec<(String, String)> = [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "PIP_CERT",
+            "GIT_SSL_CAINFO",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), bundle.clone()))
+        .collect();
+        v.push((
+            "NODE_EXTRA_CA_CERTS".into(),
+            format!("{SANDBOX_CA_DIR}/ca.pem"),
+        ));
+        v
     }
 
     /// The secret store.
@@ -374,6 +416,32 @@ impl Broker {
         drop(served);
         Ok(stats.summary())
     }
+}
+
+/// Writes DIR/ca/public/{ca.pem,bundle.pem} (what sandboxes get; the key stays in
+/// DIR/ca) and returns the directory.
+fn write_public(data_dir: &std::path::Path, ca_pem: &str) -> Result<PathBuf, BrokerError> {
+    let dir = data_dir.join("ca").join("public");
+    let io = |what: String| move |source| BrokerError::Io { what, source };
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let system = SYSTEM_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let mut bundle = system;
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str("# corral's egress CA (docs/secrets.md)\n");
+    bundle.push_str(ca_pem);
+    for (name, text) in [("ca.pem", ca_pem), ("bundle.pem", bundle.as_str())] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(io(format!("writing {}", path.display())))?;
+    }
+    Ok(dir)
 }
 
 /// Answers the first request of a connection with `resp`, then closes it.

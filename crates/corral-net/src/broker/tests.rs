@@ -341,4 +341,22 @@ fn the_ca_key_is_not_what_sandboxes_get() {
     assert!(b.ca_pem().contains("BEGIN CERTIFICATE"));
     assert!(!b.ca_pem().contains("PRIVATE KEY"));
     let _: Vec<CertificateDer<'static>> = super::ca::pem_certs(b.ca_pem());
+    // What sandboxes get bound: the certificate and a bundle ending with it, no key.
+    let public = b.sandbox_ca_dir();
+    let mut names: Vec<String> = std::fs::read_dir(public)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bundle.pem", "ca.pem"]);
+    for n in &names {
+        let text = std::fs::read_to_string(public.join(n)).unwrap();
+        assert!(!text.contains("PRIVATE KEY"), "{n}");
+        assert!(text.ends_with(b.ca_pem()), "{n}");
+    }
+    let env = Broker::sandbox_env();
+    assert!(env.contains(&(
+        "SSL_CERT_FILE".into(),
+        "/etc/ssl/certs/corral/bundle.pem".into()
+    )));
 }
