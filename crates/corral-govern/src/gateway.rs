@@ -28,7 +28,7 @@ use crate::audit::{sha256_hex, AuditError, AuditEvent, AuditLog, AuditSink};
 use crate::catalog::ArgsRejection;
 use crate::core::{CallCheck, PolicyAuditHook, PolicyCore, PolicyEvent};
 use crate::idempotency::{Claim, IdempotencyError, IdempotencyStore};
-use crate::redact::{redact_args, scrub};
+use crate::redact::{redact_args, scrub, sensitive_values};
 
 /// Failures of governance itself (not refusals: those are [`CallResponse`]s).
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +122,9 @@ impl Debug for Secret {
 
 /// Where injected secrets come from (the daemon's secret store).
 pub trait SecretSource: Send + Sync + Debug {
-    /// The value of secret `name` for `tenant`; `Ok(None)` when there is none.
-    fn secret(&self, tenant: &str, name: &str) -> Result<Option<Secret>, String>;
+    /// The value of secret `name` of `tenant` for a request to `host`; `Ok(None)` when
+    /// there is none, or it may not go to that host.
+    fn secret(&self, tenant: &str, name: &str, host: &str) -> Result<Option<Secret>, String>;
 }
 
 /// No secrets at all: a target that names one is refused.
@@ -131,7 +132,7 @@ pub trait SecretSource: Send + Sync + Debug {
 pub struct NoSecrets;
 
 impl SecretSource for NoSecrets {
-    fn secret(&self, _tenant: &str, _name: &str) -> Result<Option<Secret>, String> {
+    fn secret(&self, _tenant: &str, _name: &str, _host: &str) -> Result<Option<Secret>, String> {
         Ok(None)
     }
 }
@@ -464,7 +465,14 @@ impl Governance {
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         if let Some(o) = &resp.output {
-            outcome["output"] = redact_args(o, &Value::Null);
+            // An output echoing a sensitive argument must not put it in the log.
+            let mut o = redact_args(o, &Value::Null);
+            let hidden = sensitive_values(&req.args, &schema);
+            scrub(
+                &mut o,
+                &hidden.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            outcome["output"] = o;
         }
         if let Some(e) = &resp.error {
             outcome["error"] = json!(e);
@@ -586,15 +594,10 @@ impl Governance {
         key: &str,
         args_hash: &str,
     ) -> Result<Option<CallResponse>, GovernError> {
-        // A claim that is released at once when new: cheaper than a second query path.
-        match self.idem.claim(&ctx.tenant, cap, key, args_hash)? {
-            Claim::Claimed => {
-                self.idem.release(&ctx.tenant, cap, key)?;
-                Ok(None)
-            }
-            Claim::Done(v) => Ok(Some(replay(v, call_id))),
-            Claim::Conflict(_) => Ok(Some(conflict(call_id, key))),
-            Claim::Running => Ok(None),
+        match self.idem.peek(&ctx.tenant, cap, key, args_hash)? {
+            Some(Claim::Done(v)) => Ok(Some(replay(v, call_id))),
+            Some(Claim::Conflict(_)) => Ok(Some(conflict(call_id, key))),
+            Some(Claim::Running | Claim::Claimed) | None => Ok(None),
         }
     }
 
@@ -739,15 +742,16 @@ impl Governance {
             .map_err(|m| deny(call_id, "invalid_arguments", m))?;
         let secret = match secret_name {
             None => None,
-            Some(name) => match self.secrets.secret(&ctx.tenant, &name) {
+            Some(name) => match self.secrets.secret(&ctx.tenant, &name, target_host(&treq)) {
                 Ok(Some(s)) => Some(s),
                 Ok(None) => {
                     return Err(deny(
                         call_id,
                         "secret_missing",
                         format!(
-                            "capability {} needs secret {name:?}, which is not set for tenant \
-                             {}; an admin must add it",
+                            "capability {} needs secret {name:?}, which tenant {} does not \
+                             have for this target's host; an admin must add it (`corral \
+                             secret`)",
                             cap.name, ctx.tenant
                         ),
                     ))
@@ -1003,6 +1007,22 @@ impl PolicyAuditHook for AuditHook {
     }
 }
 
+/// The host an HTTP target goes to (`""` for a sandbox).
+fn target_host(req: &TargetRequest) -> &str {
+    match req {
+        TargetRequest::Http { url, .. } => {
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => authority.split(':').next().unwrap_or(""),
+            }
+        }
+        TargetRequest::Sandbox { .. } => "",
+    }
+}
+
 fn replay(stored: Value, call_id: &str) -> CallResponse {
     match serde_json::from_value::<CallResponse>(stored) {
         Ok(mut r) => {
@@ -1104,3 +1124,7 @@ fn approval_event(a: &Approval) -> AuditEvent {
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "gateway_bench.rs"]
+mod bench;

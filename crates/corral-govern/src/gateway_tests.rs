@@ -89,7 +89,8 @@ impl TargetRunner for Echo {
 struct OneSecret;
 
 impl SecretSource for OneSecret {
-    fn secret(&self, _tenant: &str, name: &str) -> Result<Option<Secret>, String> {
+    fn secret(&self, _tenant: &str, name: &str, host: &str) -> Result<Option<Secret>, String> {
+        assert_eq!(host, "127.0.0.1");
         Ok((name == "TOKEN").then(|| Secret("tok-very-secret-1".into())))
     }
 }

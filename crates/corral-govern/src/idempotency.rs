@@ -143,6 +143,35 @@ impl IdempotencyStore {
         })
     }
 
+    /// What holds `key` without claiming it: `None` when the key is free.
+    pub fn peek(
+        &self,
+        tenant: &str,
+        capability: &str,
+        key: &str,
+        args_sha256: &str,
+    ) -> Result<Option<Claim>, IdempotencyError> {
+        let row: Option<(String, String, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT args_sha256, state, result FROM idempotency
+                 WHERE tenant = ?1 AND capability = ?2 AND key = ?3",
+                params![tenant, capability, key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        Ok(row.map(
+            |(hash, state, result)| match (hash == args_sha256, state.as_str(), result) {
+                (false, _, _) => Claim::Conflict(hash),
+                (true, "done", Some(r)) => {
+                    Claim::Done(serde_json::from_str(&r).unwrap_or(Value::Null))
+                }
+                _ => Claim::Running,
+            },
+        ))
+    }
+
     /// Stores the claimed call's result.
     pub fn finish(
         &self,
@@ -220,7 +249,16 @@ mod tests {
     fn first_result_is_replayed_and_other_args_conflict() {
         let dir = tempfile::tempdir().unwrap();
         let s = IdempotencyStore::open(&dir.path().join("govern.db")).unwrap();
+        assert_eq!(s.peek("acme", "cap", "k", "h1").unwrap(), None);
         assert_eq!(s.claim("acme", "cap", "k", "h1").unwrap(), Claim::Claimed);
+        assert_eq!(
+            s.peek("acme", "cap", "k", "h1").unwrap(),
+            Some(Claim::Running)
+        );
+        assert_eq!(
+            s.peek("acme", "cap", "k", "h9").unwrap(),
+            Some(Claim::Conflict("h1".into()))
+        );
         // While the first runs.
         assert_eq!(s.claim("acme", "cap", "k", "h1").unwrap(), Claim::Running);
         assert_eq!(

@@ -23,7 +23,7 @@ pub use gateway::{
     PolicyPoint, Secret, SecretSource, TargetOutput, TargetRequest, TargetRunner,
 };
 pub use idempotency::{Claim, IdempotencyError, IdempotencyStore};
-pub use redact::{is_sensitive_name, redact_args, scrub, REDACTED};
+pub use redact::{is_sensitive_name, redact_args, scrub, sensitive_values, REDACTED};
 
 // Owned by the policy work: capability catalog, Cedar policy bundles and decisions,
 // kill switches, budgets, plan review (one handle: PolicyCore).

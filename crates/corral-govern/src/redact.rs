@@ -85,6 +85,39 @@ fn redact_in_place(v: &mut Value, schema: Option<&Value>) {
     }
 }
 
+/// The values (as text) of the sensitive fields of `args`: what [`redact_args`] would
+/// hide. Outputs that echo them are scrubbed of them before they are recorded.
+pub fn sensitive_values(args: &Value, schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    collect(args, Some(schema), false, &mut out);
+    out
+}
+
+fn collect(v: &Value, schema: Option<&Value>, hidden: bool, out: &mut Vec<String>) {
+    let hidden = hidden || schema.is_some_and(schema_marks_sensitive);
+    match v {
+        Value::Object(map) => {
+            let props = schema.and_then(|s| s.get("properties"));
+            let extra = schema.and_then(|s| s.get("additionalProperties"));
+            for (k, item) in map {
+                let sub = props
+                    .and_then(|p| p.get(k))
+                    .or(extra.filter(|e| e.is_object()));
+                collect(item, sub, hidden || is_sensitive_name(k), out);
+            }
+        }
+        Value::Array(items) => {
+            let sub = schema.and_then(|s| s.get("items"));
+            for item in items {
+                collect(item, sub, hidden, out);
+            }
+        }
+        Value::String(s) if hidden => out.push(s.clone()),
+        Value::Number(n) if hidden => out.push(n.to_string()),
+        _ => {}
+    }
+}
+
 /// Replaces every occurrence of each secret in the strings (and member names) of `v`
 /// with `[redacted]`, and redacts members with credential names. Used on outputs:
 /// a target that echoes its `Authorization` header must not hand the secret to the
@@ -194,6 +227,9 @@ mod tests {
             "s3cr3t-value": 1,
             "n": 3
         });
+        let args = json!({"pin": "s3cr3t-value", "n": 1});
+        let schema = json!({"properties": {"pin": {"x-sensitive": true}}});
+        assert_eq!(sensitive_values(&args, &schema), ["s3cr3t-value"]);
         scrub(&mut out, &["s3cr3t-value", "ab"]);
         let text = out.to_string();
         assert!(!text.contains("s3cr3t"), "{text}");
