@@ -174,3 +174,26 @@ print(json.dumps(out))
     assert_eq!(r.assert_error(400), "invalid_argument");
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
+
+#[test]
+fn allow_mode_survives_a_daemon_restart() {
+    let up = Upstream::new(1);
+    let mut d = start(&up, "");
+    let id = allow_sandbox(&d, &up, &["web.test:8080"]);
+    let ok = "curl -fsS -m 10 http://web.test:8080/ && curl -fsS -m 10 --noproxy '*' http://web.test:8080/";
+    let denied = "curl -sS -m 10 http://api.test:8080/; \
+                  python3 -c \"import socket; print(socket.gethostbyname('api.test'))\" 2>&1 | tail -1";
+    let (code, out, err) = sh(&d, &id, ok);
+    assert_eq!((code, out.matches("hello from upstream").count()), (0, 2), "{err}");
+    // kill -9: the sandbox lives on and the next daemon takes it over, rules included
+    // (a new proxy port: the sandbox's HTTP_PROXY still works, as every connection is
+    // redirected and the explicit protocol is recognised by its first bytes).
+    d.restart();
+    let sb: Value = d.call("GET", &format!("/v1/sandboxes/{id}"), None).json();
+    assert_eq!((&sb["state"], &sb["network"]), (&json!("running"), &json!("allow")), "{sb}");
+    let (code, out, err) = sh(&d, &id, ok);
+    assert_eq!((code, out.matches("hello from upstream").count()), (0, 2), "{err}");
+    let (_, out, _) = sh(&d, &id, denied);
+    assert!(out.contains("is not allowed") && out.contains("gaierror"), "{out}");
+    d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+}

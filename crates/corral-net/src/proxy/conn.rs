@@ -59,10 +59,8 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
     let Some(sb) = sh.sandbox(src) else { return };
     let _ = s.set_nodelay(true);
     let orig = original_dst(&s);
-    let explicit = orig.is_none_or(|o| *o.ip() == sb.host_addr && o.port() == sh.ports.proxy);
     let at_ms = now_ms();
-    let target = match tokio::time::timeout(FIRST_BYTES, read_target(&mut s, explicit, orig)).await
-    {
+    let target = match tokio::time::timeout(FIRST_BYTES, read_target(&mut s, orig)).await {
         Ok(Ok(t)) => t,
         Ok(Err((via, why, reply))) => {
             if let Some(r) = reply {
@@ -233,53 +231,17 @@ fn record(
 
 type Refusal = (Via, String, Option<String>);
 
-/// Reads until the destination is known.
-async fn read_target(
-    s: &mut TcpStream,
-    explicit: bool,
-    orig: Option<SocketAddrV4>,
-) -> Result<Target, Refusal> {
+/// Reads until the destination is known. The first bytes say how the client speaks,
+/// whatever address it connected to: a TLS ClientHello (decided by SNI), `CONNECT`
+/// or an absolute-URI request (the explicit proxy protocol: clients with HTTP(S)_PROXY
+/// set, even to the proxy port of a previous daemon), or an origin-form request
+/// (decided by Host). The original destination port counts for the first and last.
+async fn read_target(s: &mut TcpStream, orig: Option<SocketAddrV4>) -> Result<Target, Refusal> {
     let mut buf = Vec::with_capacity(2048);
     let bad = |via, why: &str| -> Refusal {
         let r = reply(400, "Bad Request", &format!("corral egress proxy: {why}\n"));
         (via, why.to_string(), Some(r))
     };
-    if explicit {
-        let end = read_head(s, &mut buf)
-            .await
-            .map_err(|w| bad(Via::HttpProxy, w))?;
-        let head =
-            Head::parse(&buf[..end]).ok_or_else(|| bad(Via::HttpProxy, "not an HTTP/1 request"))?;
-        if head.method == "CONNECT" {
-            let (host, port) = head
-                .connect_dest()
-                .ok_or_else(|| bad(Via::Connect, "CONNECT needs host:port"))?;
-            return Ok(Target {
-                via: Via::Connect,
-                host,
-                port,
-                method: None,
-                path: None,
-                first: buf[end..].to_vec(),
-            });
-        }
-        let d = head.absolute_dest().ok_or_else(|| {
-            bad(
-                Via::HttpProxy,
-                "a request to the proxy needs an absolute http:// URL (https goes through CONNECT)",
-            )
-        })?;
-        let mut first = head.to_origin_form(&d.path);
-        first.extend_from_slice(&buf[end..]);
-        return Ok(Target {
-            via: Via::HttpProxy,
-            host: d.host,
-            port: d.port.unwrap_or(80),
-            method: Some(head.method),
-            path: Some(http::record_path(&d.path)),
-            first,
-        });
-    }
     let port = orig.map_or(0, |o| o.port());
     read_more(s, &mut buf)
         .await
@@ -316,18 +278,47 @@ async fn read_target(
         .map_err(|w| (Via::Other, format!("neither TLS nor HTTP ({w})"), None))?;
     let head = Head::parse(&buf[..end])
         .ok_or_else(|| (Via::Other, "neither TLS nor HTTP".to_string(), None))?;
+    if head.method == "CONNECT" {
+        let (host, port) = head
+            .connect_dest()
+            .ok_or_else(|| bad(Via::Connect, "CONNECT needs host:port"))?;
+        return Ok(Target {
+            via: Via::Connect,
+            host,
+            port,
+            method: None,
+            path: None,
+            first: buf[end..].to_vec(),
+        });
+    }
+    if let Some(d) = head.absolute_dest() {
+        let mut first = head.to_origin_form(&d.path);
+        first.extend_from_slice(&buf[end..]);
+        return Ok(Target {
+            via: Via::HttpProxy,
+            host: d.host,
+            port: d.port.unwrap_or(80),
+            method: Some(head.method),
+            path: Some(http::record_path(&d.path)),
+            first,
+        });
+    }
+    if !head.target.starts_with('/') {
+        return Err(bad(
+            Via::HttpProxy,
+            "a request to the proxy needs an absolute http:// URL (https goes through CONNECT)",
+        ));
+    }
     let d = head
         .host_dest()
         .ok_or_else(|| bad(Via::Http, "an HTTP request without a Host header"))?;
-    let mut first = buf[..end].to_vec();
-    first.extend_from_slice(&buf[end..]);
     Ok(Target {
         via: Via::Http,
         host: d.host,
         port,
         method: Some(head.method),
         path: Some(http::record_path(&d.path)),
-        first,
+        first: buf,
     })
 }
 

@@ -3,11 +3,11 @@
 //! every TCP connection a sandbox makes is redirected to it, and its original
 //! destination is read back with SO_ORIGINAL_DST.
 //!
-//! - A connection whose original destination is the proxy itself (host-side address,
-//!   proxy port) speaks the explicit proxy protocol: `CONNECT host:port` (HTTPS_PROXY)
-//!   or an absolute-URI request (HTTP_PROXY).
-//! - Any other is transparent: a TLS ClientHello is decided by its SNI, plain HTTP by
-//!   its Host header, on the original destination port; anything else is closed.
+//! - The first bytes decide how it is read, whatever address it was sent to: a TLS
+//!   ClientHello is decided by its SNI, on the original destination port; `CONNECT
+//!   host:port` (HTTPS_PROXY) and absolute-URI requests (HTTP_PROXY) by what they name
+//!   (the explicit proxy protocol); an origin-form HTTP request by its Host header, on
+//!   the original destination port; anything else is closed.
 //!
 //! The sandbox is known by the connection's source address (a sandbox cannot change
 //! its address: it holds no CAP_NET_ADMIN in its namespace), registered with
