@@ -17,6 +17,7 @@
 
 mod error;
 mod files;
+mod govern_policy;
 mod http;
 mod secrets;
 mod mcp;

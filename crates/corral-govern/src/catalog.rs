@@ -129,9 +129,10 @@ impl Catalog {
 
     /// Parses a catalog file: TOML (`[[capability]]`) unless it starts with `{`.
     pub fn parse(text: &str, origin: &str) -> Result<Vec<Capability>, CatalogError> {
+        // One line: parser messages draw the line with a caret over several.
         let parse_err = |message: String| CatalogError::Parse {
             origin: origin.to_string(),
-            message,
+            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
         };
         let file: CatalogFile = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?

@@ -2,7 +2,9 @@
 
 mod cli_egress;
 mod cli_key;
+mod cli_killswitch;
 mod cli_mcp;
+mod cli_policy;
 mod cli_run;
 mod cli_sandbox;
 mod cli_secret;
@@ -37,6 +39,12 @@ enum Command {
     Key(cli_key::KeyArgs),
     /// Tenants of a running daemon (admin).
     Tenant(cli_key::TenantArgs),
+    /// Cedar policy bundles: publish, ls, show, diff, rollback, activate, shadow.
+    Policy(cli_policy::PolicyArgs),
+    /// The capability catalog: ls, publish.
+    Capability(cli_policy::CapabilityArgs),
+    /// Kill switches: set, clear, ls.
+    KillSwitch(cli_killswitch::KillSwitchArgs),
     /// Secrets of a running daemon: set (value from stdin or a file), ls, get, rm.
     Secret(cli_secret::SecretArgs),
     /// MCP over stdio for local agents, bridged to the daemon's /mcp (see docs/mcp.md).
@@ -73,6 +81,9 @@ fn main() -> ExitCode {
         Command::Template(args) => cli_template::main(args),
         Command::Key(args) => cli_key::key_main(args),
         Command::Tenant(args) => cli_key::tenant_main(args),
+        Command::Policy(args) => cli_policy::main(args),
+        Command::Capability(args) => cli_policy::capability_main(args),
+        Command::KillSwitch(args) => cli_killswitch::main(args),
         Command::Secret(args) => cli_secret::main(args),
         Command::Mcp(args) => cli_mcp::main(args),
     }
