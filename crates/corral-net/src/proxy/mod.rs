@@ -37,6 +37,8 @@ pub(crate) mod http;
 pub(crate) mod policy;
 mod records;
 pub(crate) mod sni;
+#[cfg(test)]
+mod tests;
 pub(crate) mod upstream;
 
 use std::collections::HashMap;

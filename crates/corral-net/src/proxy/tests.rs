@@ -1,0 +1,242 @@
+//! The proxy and resolver on loopback, without nftables or root: 127.0.0.1 plays the
+//! sandbox (registered with host address 127.0.0.1), a local echo server the upstream
+//! (reached through the static resolve map). Covers the explicit protocol, denials,
+//! records, the interceptor seam and the resolver's answers.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::*;
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// An upstream that answers every connection with what it read first, prefixed.
+async fn upstream() -> u16 {
+    let l = TcpListener::bind((LO, 0)).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut b = vec![0u8; 4096];
+                let n = s.read(&mut b).await.unwrap_or(0);
+                let mut out = b"UP:".to_vec();
+                out.extend_from_slice(&b[..n]);
+                let _ = s.write_all(&out).await;
+            });
+        }
+    });
+    port
+}
+
+async fn proxy(up_port: u16) -> EgressProxy {
+    let mut cfg = EgressConfig::default();
+    cfg.resolve.insert("up.test".into(), LO);
+    cfg.resolve.insert("a.up.test".into(), LO);
+    cfg.deny.push(Rule::parse("bad.up.test").unwrap());
+    let p = EgressProxy::start(cfg).await.unwrap();
+    let allow = parse_list(&format!("up.test:{up_port},*.up.test:{up_port}")).unwrap();
+    p.register(
+        LO,
+        SandboxEgress {
+            sandbox: "sb-1".into(),
+            tenant: "t".into(),
+            host_addr: LO,
+            policy: Policy {
+                allow,
+                deny: p.deny_rules().to_vec(),
+            },
+        },
+    );
+    p
+}
+
+async fn talk(port: u16, send: &[u8]) -> String {
+    let mut s = TcpStream::connect((LO, port)).await.unwrap();
+    s.write_all(send).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn wait_records(p: &EgressProxy, n: usize) -> Vec<EgressRecord> {
+    for _ in 0..200 {
+        let r = p.records(Some("sb-1"), 100);
+        if r.len() >= n {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    p.records(Some("sb-1"), 100)
+}
+
+#[tokio::test]
+async fn connect_and_absolute_uri_are_decided_and_recorded() {
+    let up = upstream().await;
+    let p = proxy(up).await;
+    let port = p.ports().proxy;
+    let out = talk(
+        port,
+        format!("CONNECT up.test:{up} HTTP/1.1\r\n\r\nhello").as_bytes(),
+    )
+    .await;
+    assert_eq!(out, "HTTP/1.1 200 Connection established\r\n\r\nUP:hello");
+    let out = talk(
+        port,
+        format!("GET http://UP.test:{up}/a?tok=s3cret HTTP/1.1\r\nHost: up.test\r\nProxy-Authorization: x\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        out,
+        "UP:GET /a?tok=s3cret HTTP/1.1\r\nHost: up.test\r\n\r\n"
+    );
+    let out = talk(port, b"CONNECT other.test:443 HTTP/1.1\r\n\r\n").await;
+    assert!(
+        out.starts_with("HTTP/1.1 403 Forbidden") && out.contains("other.test:443 is not allowed"),
+        "{out}"
+    );
+    let out = talk(
+        port,
+        format!("CONNECT bad.up.test:{up} HTTP/1.1\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(out.contains("denied by the rule bad.up.test"), "{out}");
+    let r = wait_records(&p, 4).await;
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert!(r[0].allowed && r[0].via == Via::Connect && r[0].bytes_up == 5 && r[0].bytes_down == 8);
+    assert_eq!(r[0].rule.as_deref(), Some(format!("up.test:{up}").as_str()));
+    assert_eq!(
+        (r[1].method.as_deref(), r[1].path.as_deref()),
+        (Some("GET"), Some("/a"))
+    );
+    assert_eq!(r[1].host, "up.test");
+    assert!(!r[2].allowed && r[2].rule.is_none());
+    assert_eq!(
+        (r[3].allowed, r[3].rule.as_deref()),
+        (false, Some("bad.up.test"))
+    );
+    // A source that is not a registered sandbox gets nothing at all.
+    p.unregister(LO);
+    assert_eq!(
+        talk(
+            port,
+            format!("CONNECT up.test:{up} HTTP/1.1\r\n\r\n").as_bytes()
+        )
+        .await,
+        ""
+    );
+}
+
+#[derive(Debug, Default)]
+struct Seen(Mutex<Vec<ConnInfo>>);
+
+impl Interceptor for Seen {
+    fn wants(&self, c: &ConnInfo) -> bool {
+        c.host == "up.test"
+    }
+    fn handle(&self, c: ConnInfo, mut client: ClientStream, up: Upstream) -> InterceptFuture {
+        if let Ok(mut g) = self.0.lock() {
+            g.push(c);
+        }
+        Box::pin(async move {
+            let mut b = [0u8; 5];
+            let _ = client.read_exact(&mut b).await;
+            let ok = up.connect().await.is_ok();
+            let _ = client
+                .write_all(if ok { b"INTERCEPTED" } else { b"NOUP" })
+                .await;
+            Intercepted {
+                bytes_up: 5,
+                bytes_down: 11,
+                note: Some("seen".into()),
+                allowed: true,
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_interceptor_gets_allowed_connections_it_wants() {
+    let up = upstream().await;
+    let p = proxy(up).await;
+    let seen = Arc::new(Seen::default());
+    p.set_interceptor(seen.clone());
+    let out = talk(
+        p.ports().proxy,
+        format!("CONNECT up.test:{up} HTTP/1.1\r\n\r\nhello").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 Connection established\r\n\r\nINTERCEPTED"
+    );
+    // Not wanted (another name): spliced as usual.
+    let out = talk(
+        p.ports().proxy,
+        format!("CONNECT a.up.test:{up} HTTP/1.1\r\n\r\nhi").as_bytes(),
+    )
+    .await;
+    assert!(out.ends_with("UP:hi"), "{out}");
+    // Denied: never reaches the interceptor.
+    let _ = talk(p.ports().proxy, b"CONNECT up.test:1 HTTP/1.1\r\n\r\n").await;
+    let g = seen.0.lock().unwrap().clone();
+    assert_eq!(g.len(), 1);
+    assert_eq!(
+        (
+            g[0].sandbox.as_str(),
+            g[0].host.as_str(),
+            g[0].port,
+            g[0].via
+        ),
+        ("sb-1", "up.test", up, Via::Connect)
+    );
+    let r = wait_records(&p, 3).await;
+    assert_eq!(r[0].reason.as_deref(), Some("seen"));
+}
+
+#[tokio::test]
+async fn the_resolver_answers_allowed_names_only() {
+    let up = upstream().await;
+    let p = proxy(up).await;
+    let dns: SocketAddr = (LO, p.ports().dns).into();
+    let c = UdpSocket::bind((LO, 0)).await.unwrap();
+    let ask = |name: &'static str, qtype: u16| {
+        let c = &c;
+        async move {
+            c.send_to(&crate::dns::wire::tests::query(7, name, qtype), dns)
+                .await
+                .unwrap();
+            let mut b = [0u8; 512];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), c.recv(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            b[..n].to_vec()
+        }
+    };
+    let a = ask("x.up.test", 1).await;
+    assert_eq!((a[3] & 0xf, a[7]), (0, 1));
+    assert_eq!(&a[a.len() - 4..], &[127, 0, 0, 1]);
+    let aaaa = ask("up.test", 28).await;
+    assert_eq!((aaaa[3] & 0xf, aaaa[7]), (0, 0));
+    let nx = ask("nope.test", 1).await;
+    assert_eq!(nx[3] & 0xf, 3);
+    let denied = ask("bad.up.test", 1).await;
+    assert_eq!(denied[3] & 0xf, 3);
+    let r = wait_records(&p, 2).await;
+    assert!(
+        r.iter()
+            .all(|r| r.via == Via::Dns && !r.allowed && r.port == 53),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(),
+        vec!["nope.test", "bad.up.test"]
+    );
+}
