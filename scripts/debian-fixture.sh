@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Makes the Debian package tarball the debootstrap template test uses offline:
-# target/debian-fixture/bookworm-minbase.tgz, from `debootstrap --make-tarball` against
-# the host's own Debian mirror (the package registry; tests themselves send no packet
-# off the machine). Kept between runs; about 45 MB and 20 s. Run as root; used by
-# scripts/test.sh.
+# Makes the Debian package tarballs the template tests unpack offline, from
+# `debootstrap --make-tarball` against the host's own Debian mirror (the package
+# registry; the tests themselves send no packet off the machine), kept between runs:
+#   target/debian-fixture/bookworm-minbase.tgz  minbase (~45 MB, ~20 s)
+#   target/debian-fixture/bookworm-python.tgz   minbase + python3 with numpy, pandas and
+#                                               matplotlib (~235 MB, ~40 s): the
+#                                               code-interpreter example's template
+# Run as root; used by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 suite=bookworm
-out=target/debian-fixture/$suite-minbase.tgz
-[[ -s $out ]] && exit 0
+dir=target/debian-fixture
+python_pkgs=python3,python3-numpy,python3-pandas,python3-matplotlib
+[[ -s $dir/$suite-minbase.tgz && -s $dir/$suite-python.tgz ]] && exit 0
 
 # The host's mirror for the suite: deb822 (*.sources) or one-line (*.list) entries.
 mirror=$(
@@ -37,9 +41,17 @@ command -v debootstrap >/dev/null || {
     apt-get install -y --no-install-recommends debootstrap >/dev/null ||
         { apt-get update >/dev/null && apt-get install -y --no-install-recommends debootstrap >/dev/null; }
 }
-mkdir -p "$(dirname "$out")"
+mkdir -p "$dir"
 work=$(mktemp -d)
-trap 'rm -rf "$work" "$out.tmp"' EXIT
-echo "debian-fixture.sh: fetching the $suite minbase packages (once)"
-debootstrap --make-tarball="$out.tmp" --variant=minbase "$suite" "$work/target" "$mirror" >/dev/null
-mv "$out.tmp" "$out"
+trap 'rm -rf "$work" "$dir"/*.tmp' EXIT
+fetch() { # NAME [--include=...]
+    local out=$dir/$suite-$1.tgz
+    shift
+    [[ -s $out ]] && return 0
+    echo "debian-fixture.sh: fetching the packages of $out (once)"
+    rm -rf "$work/target"
+    debootstrap --make-tarball="$out.tmp" --variant=minbase "$@" "$suite" "$work/target" "$mirror" >/dev/null
+    mv "$out.tmp" "$out"
+}
+fetch minbase
+fetch python --include="$python_pkgs"

@@ -9,9 +9,10 @@ use serde_json::json;
 
 use crate::harness::Daemon;
 
-fn fixture() -> PathBuf {
+/// A package tarball of scripts/debian-fixture.sh: `minbase` or `python`.
+pub(crate) fn fixture(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/debian-fixture/bookworm-minbase.tgz");
+        .join(format!("../../target/debian-fixture/bookworm-{name}.tgz"));
     assert!(
         p.is_file(),
         "{} is missing: run scripts/debian-fixture.sh (scripts/test.sh does)",
@@ -20,7 +21,7 @@ fn fixture() -> PathBuf {
     p
 }
 
-fn debootstrap(data_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn debootstrap(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_corral"))
         .args(["template", "debootstrap"])
         .args(args)
@@ -55,7 +56,7 @@ fn work_dirs(data_dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_debian_base_is_built_offline_and_runs_sandboxes() {
-    let tarball = fixture();
+    let tarball = fixture("minbase");
     let d = Daemon::start(0);
     let out = debootstrap(
         &d.data_dir(),

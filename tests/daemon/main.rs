@@ -9,6 +9,7 @@ mod harness;
 mod cli;
 mod egress;
 mod egress_fixture;
+mod code_interpreter;
 mod debootstrap;
 mod exec;
 mod files;
