@@ -16,6 +16,7 @@ mod files;
 mod lifecycle;
 mod network;
 mod openapi_check;
+mod ports;
 mod pty;
 mod recipes;
 mod restart;

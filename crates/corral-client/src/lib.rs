@@ -21,6 +21,7 @@ mod govern_policy;
 mod http;
 mod secrets;
 mod mcp;
+mod ports;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use mcp::McpAnswer;
 use futures_util::Stream;
 use http::{encode, Transport};
 use hyper::Method;
+pub use ports::PortStream;
 
 /// Filters and paging of [`Client::list_sandboxes`].
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ mod templates;
 
 pub use manager::{
     remove_template, spawn_main, template_users, ListQuery, LiveOutput, LiveProcess, Manager,
-    ManagerConfig, NetSettings, PtyInput, PtyRequest, PtySession, SandboxError,
+    ManagerConfig, NetSettings, PortError, PtyInput, PtyRequest, PtySession, SandboxError,
 };
 pub use template::{resolve_template, TemplateError};
 pub use templates::{
