@@ -15,9 +15,9 @@ mod files;
 mod mcp;
 mod metrics;
 mod openapi;
-mod ports;
 mod routes;
 mod sandboxes;
+mod secrets;
 mod snapshots;
 mod templates;
 #[cfg(test)]

@@ -64,6 +64,9 @@ struct NetworkKeys {
     egress_deny: Option<Vec<String>>,
     /// Static name -> IPv4 map for the egress proxy (tests, private registries).
     resolve: Option<std::collections::HashMap<String, String>>,
+    /// Extra PEM roots the credential broker trusts toward real hosts (a private CA;
+    /// tests), besides the system's.
+    upstream_ca: Option<PathBuf>,
 }
 
 fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSettings> {
@@ -93,6 +96,7 @@ fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSetting
         })?;
         s.resolve.insert(name, ip);
     }
+    s.upstream_roots = n.upstream_ca;
     Ok(s)
 }
 

@@ -206,6 +206,8 @@ impl Manager {
                 )));
             }
         }
+        let mut req = req;
+        self.secrets_for_create(tenant, &req.secrets, req.network.mode, &mut req.env)?;
         let mode = req.network.mode;
         let egress = self.egress_policy(mode, &req.network.allow)?;
         // Held until the sandbox's row exists: a template removal waits for it.
@@ -409,6 +411,7 @@ impl Manager {
             (Some(slot), Some(_)) => Some(self.egress_resolv_conf(slot)?),
             _ => None,
         };
+        let ca_dir = self.secrets_ca_dir(row.tenant.as_deref(), &row.env);
         row.id = new_id()?;
         row.seq = self.store.insert(row)?;
         let id = row.id.clone();
@@ -433,6 +436,7 @@ impl Manager {
             daemon_pid: std::process::id(),
             netns,
             resolv_conf,
+            ca_dir,
         };
         let attempt = async {
             let (pid, start) = spawn(&self.cfg.corral_exe, &req).await?;
@@ -457,6 +461,7 @@ impl Manager {
         match attempt.await {
             Ok(live) => {
                 self.watch_death(&live);
+                self.broker_register(&live.id, row.tenant.as_deref(), &row.env);
                 Ok(live)
             }
             Err(e) => {
@@ -552,6 +557,7 @@ impl Manager {
             let _ = std::fs::remove_file(&socket);
         })
         .await;
+        self.broker_unregister(&l.id);
         // Init and everything in its cgroup are gone: nothing uses the network now.
         if let Some(slot) = row.net_slot {
             self.net_release(slot).await;

@@ -14,9 +14,9 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod network;
-mod ports;
 mod procs;
 mod pty;
+mod secrets;
 mod snapshot;
 mod spawn;
 mod store;
@@ -37,7 +37,6 @@ use corral_types::api::{
 use corral_types::RunResult;
 pub use error::SandboxError;
 pub use network::NetSettings;
-pub use ports::PortError;
 pub use spawn::spawn_main;
 pub use templates::{remove_template, template_users};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -158,6 +157,11 @@ pub struct Manager {
     /// The egress proxy and resolver of mode `allow`, set once at start (unset: the
     /// proxy could not start; mode allow is refused).
     egress: std::sync::OnceLock<Arc<corral_net::EgressProxy>>,
+    /// The tenants' secrets (DIR/secrets.db, mode 0600).
+    secrets: Arc<corral_net::SecretStore>,
+    /// The credential broker, set once the egress proxy runs (unset: sandboxes with
+    /// secrets are refused).
+    broker: std::sync::OnceLock<Arc<corral_net::Broker>>,
     me: Weak<Manager>,
 }
 
@@ -176,6 +180,7 @@ impl Manager {
             SandboxError::Internal(format!("becoming a child subreaper failed: {e}"))
         })?;
         let store = store::Store::open(&cfg.data_dir.join("state.db"))?;
+        let secrets = Arc::new(corral_net::SecretStore::open(&cfg.data_dir)?);
         let m = Arc::new_cyclic(|me| Manager {
             cfg,
             store,
@@ -189,6 +194,8 @@ impl Manager {
             template_lock: tokio::sync::RwLock::new(()),
             net: std::sync::OnceLock::new(),
             egress: std::sync::OnceLock::new(),
+            secrets,
+            broker: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         m.clean_templates().await?;

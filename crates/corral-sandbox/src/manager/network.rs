@@ -31,6 +31,9 @@ pub struct NetSettings {
     /// Static name -> address map the egress proxy uses instead of the system
     /// resolver (`resolve`; for tests and private registries: trusted as configured).
     pub resolve: HashMap<String, Ipv4Addr>,
+    /// Extra PEM roots the credential broker trusts toward real hosts, besides the
+    /// system's (`upstream_ca`; a private CA, tests).
+    pub upstream_roots: Option<std::path::PathBuf>,
 }
 
 impl Default for NetSettings {
@@ -41,6 +44,7 @@ impl Default for NetSettings {
             pool_size: 2,
             egress_deny: Vec::new(),
             resolve: HashMap::new(),
+            upstream_roots: None,
         }
     }
 }
@@ -83,6 +87,9 @@ impl Manager {
                 None
             }
         };
+        // Before any sandbox is served again: a re-attached sandbox with secrets must
+        // never be spliced past the broker.
+        self.start_broker();
         let rows: Vec<_> = self.live_list().iter().map(|l| l.row()).collect();
         let keep_open: Vec<u32> = rows
             .iter()

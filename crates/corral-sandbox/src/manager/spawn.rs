@@ -43,6 +43,10 @@ pub(crate) struct SpawnRequest {
     /// resolver).
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
+    /// A sandbox with secrets: corral's CA certificate and bundle, a host directory
+    /// bound read-only at corral_net::SANDBOX_CA_DIR (never the CA's key).
+    #[serde(default)]
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// What was built.
@@ -174,6 +178,12 @@ fn build(req: &SpawnRequest) -> Result<SpawnResponse, String> {
             writable: false,
         })
         .collect();
+    let mut mounts: Vec<corral_isolate::Bind> = mounts;
+    mounts.extend(req.ca_dir.iter().map(|p| corral_isolate::Bind {
+        source: p.clone(),
+        target: PathBuf::from(corral_net::SANDBOX_CA_DIR),
+        writable: false,
+    }));
     let spec = SessionSpec {
         rootfs,
         mounts,

@@ -114,6 +114,12 @@ pub struct SandboxCreateRequest {
     /// Environment given to every command run in the sandbox (exec's own env wins).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secrets of the caller's tenant (by name) the sandbox may use: each becomes an
+    /// environment variable holding only a placeholder, which corral's egress proxy
+    /// swaps for the value on requests to the secret's hosts. Needs network mode
+    /// `allow` (see docs/secrets.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// Free-form labels to find the sandbox by (`GET /v1/sandboxes?metadata.k=v`).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
