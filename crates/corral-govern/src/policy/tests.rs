@@ -134,3 +134,49 @@ fn default_bundle_validates_and_decides() {
     let o = eng.decide(&b, cat.get("write_file").unwrap(), &json!({}), &input(&bud));
     assert_eq!(o.effect, DecisionEffect::Permit);
 }
+
+#[test]
+fn shipped_sample_catalog_and_bundle_validate() {
+    let text = include_str!("../../../../resources/govern/capabilities.sample.toml");
+    let cat = Catalog::build(Catalog::parse(text, "sample").unwrap(), "sample").unwrap();
+    let eng = Engine::new(&cat).unwrap();
+    let b = CompiledBundle::compile(
+        1,
+        include_str!("../../../../resources/govern/sample-policy.cedar"),
+        &eng.schema,
+    )
+    .unwrap();
+    let bud = budget();
+    let refund = cat.get("refund_invoice").unwrap();
+    let mut at_noon = input(&bud);
+    at_noon.now_unix = 1_700_000_000 - 1_700_000_000 % 86_400 + 12 * 3600;
+    let o = eng.decide(
+        &b,
+        refund,
+        &json!({"invoice_id": "inv_1", "amount_cents": 500}),
+        &at_noon,
+    );
+    assert_eq!(o.effect, DecisionEffect::NeedsApproval, "{o:?}");
+    let o = eng.decide(
+        &b,
+        refund,
+        &json!({"invoice_id": "inv_1", "amount_cents": 20000}),
+        &at_noon,
+    );
+    assert_eq!(
+        (o.effect, o.policies),
+        (DecisionEffect::Forbid, vec!["no-large-refunds".to_string()])
+    );
+    let mut at_night = at_noon.clone();
+    at_night.now_unix -= 10 * 3600;
+    let o = eng.decide(
+        &b,
+        refund,
+        &json!({"invoice_id": "inv_1", "amount_cents": 500}),
+        &at_night,
+    );
+    assert_eq!(o.policies, ["office-hours-only"]);
+    // The default catalog file is valid and empty.
+    let empty = include_str!("../../../../resources/govern/capabilities.toml");
+    assert!(Catalog::parse(empty, "default").unwrap().is_empty());
+}
