@@ -330,7 +330,8 @@ impl Checker {
             (Some(_), None) => self.errors.push(format!(
                 "{what}: a body is declared, the response has no content type"
             )),
-            (Some(c), Some(ct)) => match c.get(&ct) {
+            // `*/*`: any content type (a service's own answer through an exposed port).
+            (Some(c), Some(ct)) => match c.get(&ct).or_else(|| c.get("*/*")) {
                 None => self.errors.push(format!(
                     "{what}: content type {ct} is not among the declared {:?}",
                     c.keys().collect::<Vec<_>>()
@@ -1172,6 +1173,33 @@ fn live_responses_match_the_openapi_document() {
     );
     c.validate("pty exit frame", &schema, &frame);
     d.call("DELETE", &format!("/v1/sandboxes/{id2}"), None);
+
+    // Exposed ports: each documented method through the proxy to a service inside a
+    // sandbox and an error for each; the tunnel's error (its 101 and the 502s are
+    // checked in ports.rs: this checker counts any 5xx as a server fault).
+    let id3 = d.create(json!({}));
+    crate::ports::start_service(&d, &id3);
+    let port = crate::ports::PORT;
+    let pp = format!("/v1/sandboxes/{id3}/ports/{port}");
+    let gp = format!("{ghost}/ports/{port}");
+    expect(&c.raw(&d, "GET", &format!("{pp}/"), &[], None), 200);
+    c.raw(&d, "GET", &format!("{gp}/"), &[], None)
+        .assert_error(404);
+    for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        let body: Option<&[u8]> = matches!(m, "POST" | "PUT" | "PATCH").then_some(b"x");
+        expect(&c.raw(&d, m, &format!("{pp}/a/b?c=d"), &[], body), 200);
+        c.raw(&d, m, &format!("{gp}/a"), &[], body)
+            .assert_error(404);
+    }
+    c.raw(
+        &d,
+        "GET",
+        &format!("/v1/sandboxes/{id3}/tunnel/{port}"),
+        &[],
+        None,
+    )
+    .assert_error(400);
+    d.call("DELETE", &format!("/v1/sandboxes/{id3}"), None);
 
     c.finish();
 

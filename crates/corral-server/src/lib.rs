@@ -15,6 +15,7 @@ mod files;
 mod mcp;
 mod metrics;
 mod openapi;
+mod ports;
 mod routes;
 mod sandboxes;
 mod secrets;

@@ -43,6 +43,10 @@ pub(crate) enum Resp {
     Text,
     /// `101 Switching Protocols`: a WebSocket; client frames and the server's last one.
     WebSocket(SchemaFn, SchemaFn),
+    /// Whatever a service inside the sandbox answers (exposed ports).
+    Proxied,
+    /// `101 Switching Protocols` to a raw byte stream (the port tunnel).
+    RawUpgrade,
 }
 
 /// One query parameter: name, description, required.
@@ -72,10 +76,12 @@ const PAGE_Q: &[QueryParam] = &[
 ];
 
 macro_rules! r {
-    ($m:literal, $p:literal, $op:literal, $sum:literal, auth: $a:expr, query: $q:expr, body: $b:expr, ok: [$(($st:literal, $r:expr)),*]) => {
+    ($m:literal, $p:literal, $op:literal, $sum:expr, auth: $a:expr, query: $q:expr, body: $b:expr, ok: [$(($st:literal, $r:expr)),*]) => {
         RouteDoc { method: $m, path: $p, op: $op, summary: $sum, auth: $a, query: $q, body: $b, ok: &[$(($st, $r)),*] }
     };
 }
+
+const PROXY_SUMMARY: &str = "Forward the request to the service listening on 127.0.0.1:`port` (or [::1]) inside the sandbox, as `/{path}?query` (`path` may contain slashes; any method, streamed bodies both ways, WebSocket and other upgrades spliced). Headers pass except hop-by-hop ones and the caller's Authorization; Host becomes 127.0.0.1:`port`, with X-Forwarded-Host and X-Forwarded-Prefix added. The answer is the service's own (any status). Works in every network mode. Errors (JSON): 400 bad port, 404 no such sandbox, 409 paused or stopping, 502 nothing listening or no answer.";
 
 /// Every route the server answers (a test checks each is routed).
 pub(crate) const ROUTES: &[RouteDoc] = &[
@@ -125,6 +131,13 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     r!("get", "/v1/templates", "listTemplates", "Every template, `host` first.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<TemplateList>))]),
     r!("get", "/v1/templates/{name}", "getTemplate", "One template: `name` (newest version) or `name:version`.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Template>))]),
     r!("delete", "/v1/templates/{name}", "deleteTemplate", "Remove `name` (every version) or `name:version`; refused while a sandbox or snapshot uses it (admin only).", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortGet", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Proxied)]),
+    r!("post", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortPost", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::Octets, ok: [(200, Resp::Proxied)]),
+    r!("put", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortPut", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::Octets, ok: [(200, Resp::Proxied)]),
+    r!("patch", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortPatch", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::Octets, ok: [(200, Resp::Proxied)]),
+    r!("delete", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortDelete", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Proxied)]),
+    r!("get", "/v1/sandboxes/{id}/ports/{port}/", "proxyPortRoot", "The root path `/` of the service on `port` inside the sandbox; every method is forwarded, as for `.../ports/{port}/{path}`.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Proxied)]),
+    r!("get", "/v1/sandboxes/{id}/tunnel/{port}", "tunnelPort", "A raw TCP stream to 127.0.0.1:`port` inside the sandbox (what `corral sandbox port-forward` uses): send `Connection: Upgrade` and `Upgrade: tcp`; after the 101 the connection carries the service's bytes both ways. Errors (JSON) come before the upgrade: 400 bad port or no upgrade asked, 404 no such sandbox, 409 paused or stopping, 502 nothing listening.", auth: true, query: &[], body: ReqBody::None, ok: [(101, Resp::RawUpgrade)]),
     r!("put", "/v1/secrets/{name}", "putSecret", "Store or replace a secret of the caller's tenant: its value, the hosts it may go to and the header it is applied in (operator or admin; 201 when new, 200 when replaced). No route ever returns a value (docs/secrets.md).", auth: true, query: &[], body: ReqBody::Json(s::<corral_types::api::SecretPutRequest>), ok: [(201, Resp::Json(s::<corral_types::api::Secret>)), (200, Resp::Json(s::<corral_types::api::Secret>))]),
     r!("get", "/v1/secrets", "listSecrets", "The tenant's secrets: metadata and placeholders, never values.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<corral_types::api::SecretList>))]),
     r!("get", "/v1/secrets/{name}", "getSecret", "One secret's metadata (never its value).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<corral_types::api::Secret>))]),
@@ -214,6 +227,8 @@ fn operation(
             ),
             Resp::Ndjson(f) => Some(json!({"application/x-ndjson": {"schema": f(g)}})),
             Resp::Text => Some(json!({"text/plain": {"schema": {"type": "string"}}})),
+            Resp::Proxied => Some(json!({"*/*": {"schema": {}}})),
+            Resp::RawUpgrade => None,
             Resp::WebSocket(client, server) => {
                 let (c, sv) = (client(g), server(g));
                 Some(
@@ -221,7 +236,11 @@ fn operation(
                 )
             }
         };
-        let mut r = json!({"description": status_text(*status)});
+        let mut r = json!({"description": match resp {
+            Resp::Proxied => "The service's own answer: any status, headers and body.",
+            Resp::RawUpgrade => "Switching to a raw TCP stream (Upgrade: tcp).",
+            _ => status_text(*status),
+        }});
         if let Some(c) = content {
             r["content"] = c;
         }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use corral_types::api::HealthResponse;
 
 use crate::error::{method_not_allowed, not_found};
 use crate::{
-    admin, auth, egress, exec, files, metrics, openapi, sandboxes, snapshots, templates, AppState,
+    admin, auth, egress, exec, files, metrics, openapi, ports, sandboxes, snapshots, templates,
+    AppState,
 };
 
 /// JSON bodies larger than this are refused with 413 (file uploads are streamed and
@@ -69,6 +70,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sandboxes/{id}/files/mkdir", post(files::mkdir))
         .route("/v1/sandboxes/{id}/files/rename", post(files::rename))
         .route("/v1/sandboxes/{id}/files/watch", get(files::watch))
+        .route("/v1/sandboxes/{id}/ports/{port}/", any(ports::proxy))
+        .route("/v1/sandboxes/{id}/ports/{port}/{*path}", any(ports::proxy))
+        .route("/v1/sandboxes/{id}/tunnel/{port}", get(ports::tunnel))
         .route("/v1/snapshots", get(snapshots::list))
         .route(
             "/v1/snapshots/{id}",

@@ -1,5 +1,7 @@
 //! `corral sandbox ...`: sandboxes of a running daemon, over corral-client.
 
+mod port_forward;
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -96,6 +98,17 @@ enum SandboxCmd {
         /// Sandbox ids.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Forward a local port to a port inside a sandbox: prints `Forwarding from
+    /// ADDR -> ID:PORT`, then carries each local connection through the daemon until
+    /// Ctrl-C or the sandbox stops. Works in every network mode.
+    PortForward {
+        /// Sandbox id.
+        id: String,
+        /// `[LOCAL_ADDR:]LOCAL_PORT:REMOTE_PORT`: LOCAL_ADDR defaults to 127.0.0.1,
+        /// LOCAL_PORT 0 picks a free port.
+        #[arg(value_parser = port_forward::parse_spec, value_name = "[LOCAL_ADDR:]LOCAL_PORT:REMOTE_PORT")]
+        ports: port_forward::ForwardSpec,
     },
     /// Set a sandbox's time to live from now, e.g. 10m.
     Timeout {
@@ -214,6 +227,7 @@ pub(crate) fn main(args: SandboxArgs) -> ExitCode {
                 exec(&c, &id, &req, json).await
             }
             SandboxCmd::Cp { src, dst } => cp(&c, &src, &dst, json).await,
+            SandboxCmd::PortForward { id, ports } => port_forward::run(&c, &id, ports).await,
         }
     })
 }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod network;
+mod ports;
 mod procs;
 mod pty;
 mod secrets;
@@ -37,6 +38,7 @@ use corral_types::api::{
 use corral_types::RunResult;
 pub use error::SandboxError;
 pub use network::NetSettings;
+pub use ports::PortError;
 pub use spawn::spawn_main;
 pub use templates::{remove_template, template_users};
 use tokio::sync::{mpsc, oneshot, Notify};
