@@ -37,6 +37,7 @@ pub(crate) mod http;
 pub(crate) mod policy;
 mod records;
 pub(crate) mod sni;
+mod splice;
 #[cfg(test)]
 mod tests;
 pub(crate) mod upstream;
