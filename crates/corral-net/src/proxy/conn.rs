@@ -182,7 +182,7 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
         sh.records.push(rec);
         return;
     }
-    let (a, b) = super::splice::relay(&s, &up).await.unwrap_or((0, 0));
+    let (a, b) = super::splice::relay(&s, &up).await;
     rec.bytes_up = a + target.first.len() as u64;
     rec.bytes_down = b;
     sh.records.push(rec);
