@@ -6,12 +6,14 @@
 //!   table, all named with a tag unique to that daemon, so parallel daemons and tests
 //!   never touch each other's.
 //! - [`NetPool`]: the daemon's pre-built namespaces, handed out as [`Lease`]s.
-//! - [`RunNet`]: the short-lived network of one `corral run --net open`.
+//! - [`RunNet`]: the short-lived network of one `corral run --net open|allow=...`.
+//! - [`EgressProxy`]: mode allow's egress proxy and DNS resolver (one per daemon or
+//!   run), its rules ([`Policy`], [`Rule`]), records ([`EgressRecord`]) and the
+//!   [`Interceptor`] seam the credential broker plugs into.
 //!
 //! Everything is done with iproute2's `ip` and nftables' `nft` through the [`Exec`]
 //! seam (see docs/network.md for why), so the command sequences are unit-tested without
-//! root. Phase 2 (egress proxy, DNS, allowlist mode, credential brokering) builds on
-//! the same table.
+//! root.
 #![forbid(unsafe_code)]
 
 mod addr;
