@@ -13,8 +13,22 @@ use std::path::Path;
 use super::layer::LayerWriter;
 use super::TemplateStoreError;
 
-/// Copies `src` into `w`; returns how many special files were skipped.
-pub(crate) fn copy_tree(src: &Path, w: &LayerWriter) -> Result<u64, TemplateStoreError> {
+/// How the files of a tree get into the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transfer {
+    /// Copied: the source is the user's and stays as it was.
+    Copy,
+    /// Moved (renamed): the source is the import's own work tree (a debootstrap), on
+    /// the same file system, and is removed afterwards anyway.
+    Move,
+}
+
+/// Copies (or moves) `src` into `w`; returns how many special files were skipped.
+pub(crate) fn copy_tree(
+    src: &Path,
+    w: &LayerWriter,
+    how: Transfer,
+) -> Result<u64, TemplateStoreError> {
     let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
     let mut skipped = 0;
     let m = fs::symlink_metadata(src).map_err(|e| io_err(src, e))?;
@@ -29,7 +43,7 @@ pub(crate) fn copy_tree(src: &Path, w: &LayerWriter) -> Result<u64, TemplateStor
         m.mode(),
         (w.host_id(m.uid().into()), w.host_id(m.gid().into())),
     )?;
-    walk(src, Path::new(""), w, &mut links, &mut skipped)?;
+    walk(src, Path::new(""), w, how, &mut links, &mut skipped)?;
     Ok(skipped)
 }
 
@@ -44,6 +58,7 @@ fn walk(
     src: &Path,
     rel: &Path,
     w: &LayerWriter,
+    how: Transfer,
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
     skipped: &mut u64,
 ) -> Result<(), TemplateStoreError> {
@@ -61,7 +76,7 @@ fn walk(
         let ft = m.file_type();
         if ft.is_dir() {
             w.dir(Some(&r), m.mode(), owner)?;
-            walk(src, &r, w, links, skipped)?;
+            walk(src, &r, w, how, links, skipped)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(|e| io_err(&path, e))?;
             w.symlink(&r, &target, owner, Some(m.mtime()))?;
@@ -73,7 +88,10 @@ fn walk(
                 }
                 links.insert((m.dev(), m.ino()), r.clone());
             }
-            w.copy_file(&r, &path, m.mode(), owner, Some(m.mtime()))?;
+            match how {
+                Transfer::Copy => w.copy_file(&r, &path, m.mode(), owner, Some(m.mtime()))?,
+                Transfer::Move => w.move_file(&r, &path, m.mode(), owner, Some(m.mtime()))?,
+            }
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
             *skipped += 1;
         }

@@ -222,6 +222,28 @@ impl LayerWriter {
         self.finish(rel, &path, Some(mode), owner, mtime)
     }
 
+    /// Like [`LayerWriter::copy_file`], but `src` is moved into the layer (a rename;
+    /// a copy only across file systems): for trees that belong to the import itself.
+    pub(crate) fn move_file(
+        &self,
+        rel: &Path,
+        src: &Path,
+        mode: u32,
+        owner: (u32, u32),
+        mtime: Option<i64>,
+    ) -> Result<(), TemplateStoreError> {
+        let path = self.parent_ready(rel)?;
+        self.clear(rel, &path, false)?;
+        match fs::rename(src, &path) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+                fs::copy(src, &path).map_err(|e| self.io(rel, e))?;
+            }
+            Err(e) => return Err(self.io(rel, e)),
+        }
+        self.finish(rel, &path, Some(mode), owner, mtime)
+    }
+
     /// A directory (an existing one keeps its contents).
     pub(crate) fn dir(
         &self,

@@ -584,8 +584,14 @@ impl TemplateStore {
         let root = tmp.join("rootfs");
         let result =
             debootstrap::bootstrap(spec, mirror.as_deref(), &root, progress).and_then(|()| {
-                let shown = spec.describe(mirror.as_deref());
-                self.import_in(&tmp, name, version, &TemplateSource::Dir(root), Some(shown))
+                let described = spec.describe(mirror.as_deref());
+                self.import_in(
+                    &tmp,
+                    name,
+                    version,
+                    &TemplateSource::Dir(root),
+                    Some(described),
+                )
             });
         let _ = fs::remove_dir_all(&tmp);
         result
@@ -608,13 +614,16 @@ impl TemplateStore {
         Ok(tmp)
     }
 
+    /// Imports `source` using the work dir `tmp`. `own_tree`: the `Dir` source is a
+    /// tree the import made itself (a debootstrap) with this description; its files
+    /// are moved into the layer instead of copied.
     fn import_in(
         &self,
         tmp: &Path,
         name: &str,
         version: Option<&str>,
         source: &TemplateSource,
-        shown: Option<String>,
+        own_tree: Option<String>,
     ) -> Result<Template, TemplateStoreError> {
         let mkio = |d: &Path| TemplateStoreError::io(format!("creating {}", d.display()));
         let mut built: Vec<(PathBuf, String)> = Vec::new();
@@ -636,9 +645,15 @@ impl TemplateStore {
                 }
                 let d = tmp.join("l0");
                 let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
-                dir::copy_tree(&src, &w)?;
+                // A tree of the import's own (debootstrap's) is moved, not copied.
+                let how = if own_tree.is_some() {
+                    dir::Transfer::Move
+                } else {
+                    dir::Transfer::Copy
+                };
+                dir::copy_tree(&src, &w, how)?;
                 built.push((d, "dir".into()));
-                let text = shown.unwrap_or_else(|| format!("dir:{}", src.display()));
+                let text = own_tree.unwrap_or_else(|| format!("dir:{}", src.display()));
                 (text, Vec::new())
             }
             TemplateSource::Oci(path) => {
