@@ -52,6 +52,8 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// Alerts kept in memory for [`Broker::recent_alerts`].
 const ALERTS_KEPT: usize = 256;
+/// How long the two TLS handshakes may take together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the sandbox has to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -341,7 +343,10 @@ impl Broker {
                 .map_err(|e| BrokerError::ClientTls(e.to_string()))
         };
         let upstream_side = TlsConnector::from(self.upstream.clone()).connect(name, upstream);
-        let (client, up) = tokio::join!(client_side, upstream_side);
+        let both = async { tokio::join!(client_side, upstream_side) };
+        let (client, up) = tokio::time::timeout(HANDSHAKE_TIMEOUT, both)
+            .await
+            .map_err(|_| BrokerError::ClientTls("the TLS handshakes timed out".into()))?;
         let client = client?;
         match up {
             Ok(up) => self.relay(client, up, ctx, true).await,

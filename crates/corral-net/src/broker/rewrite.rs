@@ -172,12 +172,12 @@ impl Scanner {
 
     /// Feeds a chunk: the bytes that may go on now, or the secret whose placeholder
     /// was found (mode Block).
-    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
+    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<Bytes, String> {
         if self.needles.is_empty() {
-            return Ok(Bytes::copy_from_slice(chunk));
+            return Ok(chunk);
         }
         let mut buf = std::mem::take(&mut self.carry);
-        buf.extend_from_slice(chunk);
+        buf.extend_from_slice(&chunk);
         for (name, n) in &self.needles {
             match self.mode {
                 Mode::Block if contains(&buf, n) => return Err(name.clone()),
@@ -244,7 +244,7 @@ where
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => match this.scanner.feed(&data) {
+                    Ok(data) => match this.scanner.feed(data) {
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(secret) => {
@@ -382,15 +382,18 @@ mod tests {
         let body = format!("{{\"k\":\"{needle}\"}}");
         let (a, rest) = body.as_bytes().split_at(12);
         let mut passed = Vec::new();
-        passed.extend_from_slice(&s.feed(a).unwrap());
-        assert_eq!(s.feed(rest), Err("OTHER".to_string()));
+        passed.extend_from_slice(&s.feed(Bytes::copy_from_slice(a)).unwrap());
+        assert_eq!(
+            s.feed(Bytes::copy_from_slice(rest)),
+            Err("OTHER".to_string())
+        );
         assert!(!String::from_utf8_lossy(&passed).contains(&needle[..PH_LEN + 6]));
         // A clean body passes whole, byte for byte, across many chunks.
         let mut s = Scanner::new(Mode::Block, vec![("OTHER".into(), needle.into())]);
         let clean: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let mut out = Vec::new();
         for c in clean.chunks(7) {
-            out.extend_from_slice(&s.feed(c).unwrap());
+            out.extend_from_slice(&s.feed(Bytes::copy_from_slice(c)).unwrap());
         }
         out.extend_from_slice(&s.finish());
         assert_eq!(out, clean);
@@ -401,7 +404,7 @@ mod tests {
         let mut s = Scanner::new(Mode::Mask, vec![("API".into(), b"real-api-value".to_vec())]);
         let mut out = Vec::new();
         for c in [&b"{\"auth\":\"Bearer real-a"[..], b"pi-value\"}"] {
-            out.extend_from_slice(&s.feed(c).unwrap());
+            out.extend_from_slice(&s.feed(Bytes::from_static(c)).unwrap());
         }
         out.extend_from_slice(&s.finish());
         assert_eq!(out, b"{\"auth\":\"Bearer **************\"}");
