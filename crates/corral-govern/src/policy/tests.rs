@@ -180,3 +180,35 @@ fn shipped_sample_catalog_and_bundle_validate() {
     let empty = include_str!("../../../../resources/govern/capabilities.toml");
     assert!(Catalog::parse(empty, "default").unwrap().is_empty());
 }
+
+/// Every prefix of the shipped catalog and bundle, and byte-flipped copies, parse to a
+/// value or an error: never a panic (what an operator or an admin key can send).
+#[test]
+fn truncated_and_mangled_inputs_never_panic() {
+    let cat_text = include_str!("../../../../resources/govern/capabilities.sample.toml");
+    let pol_text = include_str!("../../../../resources/govern/sample-policy.cedar");
+    let cat = Catalog::build(Catalog::parse(cat_text, "s").unwrap(), "s").unwrap();
+    let eng = Engine::new(&cat).unwrap();
+    let cuts = |s: &str| -> Vec<String> {
+        let mut v: Vec<String> = (0..s.len())
+            .step_by(7)
+            .filter(|i| s.is_char_boundary(*i))
+            .map(|i| s[..i].to_string())
+            .collect();
+        for (i, c) in s.char_indices().step_by(11) {
+            let repl = if c == '"' { '{' } else { '"' };
+            let mut m = s.to_string();
+            m.replace_range(i..i + c.len_utf8(), &repl.to_string());
+            v.push(m);
+        }
+        v
+    };
+    for t in cuts(cat_text) {
+        if let Ok(caps) = Catalog::parse(&t, "fuzz") {
+            let _ = Catalog::build(caps, "fuzz");
+        }
+    }
+    for t in cuts(pol_text) {
+        let _ = CompiledBundle::compile(1, &t, &eng.schema);
+    }
+}
