@@ -13,6 +13,7 @@ mod code_interpreter;
 mod debootstrap;
 mod exec;
 mod files;
+mod govern_audit;
 mod lifecycle;
 mod network;
 mod openapi_check;

@@ -17,6 +17,7 @@
 
 mod error;
 mod files;
+mod govern_audit;
 mod govern_policy;
 mod http;
 mod secrets;
@@ -35,6 +36,7 @@ use corral_types::api::{
 };
 use corral_types::RunResult;
 pub use error::ClientError;
+pub use govern_audit::AuditListParams;
 pub use mcp::McpAnswer;
 use futures_util::Stream;
 use http::{encode, Transport};

@@ -246,28 +246,56 @@ fn a_failed_batch_leaves_the_chain_untouched() {
     assert!(verify_file(&path).unwrap().ok);
 }
 
-/// `cargo test -p corral-govern --release -- --ignored verify_throughput --nocapture`
+/// `N=500000 cargo test -p corral-govern --release verify_throughput -- --ignored
+/// --nocapture`; with AUDIT_BENCH_DIR=DIR the log is written to DIR/audit.db and kept
+/// (bench/audit-verify.sh then times `corral audit verify --data-dir DIR` on it).
 #[test]
-#[ignore]
+#[ignore = "a benchmark; run by hand"]
 fn verify_throughput() {
     let n: u64 = std::env::var("N")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500_000);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("AUDIT_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let path = dir.join("audit.db");
     let log = AuditLog::open(&path, false).unwrap();
-    let batch: Vec<AuditEvent> = (0..1000).map(|i| ev(i, Some("t"))).collect();
-    for _ in 0..n / 1000 {
+    // Records shaped like a call's: arguments, a decision with policies, an output.
+    let kinds = [AuditKind::ToolCall, AuditKind::Decision, AuditKind::Outcome];
+    let batch: Vec<AuditEvent> = (0..999)
+        .map(|i| {
+            AuditEvent::new(
+                kinds[i % 3],
+                "acme",
+                json!({
+                    "capability": "refund_invoice",
+                    "args": {"invoice_id": format!("inv_{i:08}"), "amount_cents": 1200, "card": "[redacted]"},
+                    "args_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    "decision": {"effect": "permit", "stage": "policy", "policies": ["write-limited"], "policy_version": 3},
+                    "output": {"status": 200, "body": {"ok": true, "refund_id": format!("re_{i}")}},
+                }),
+            )
+            .agent("agent-7")
+            .task(Some(format!("task-{}", i / 30)))
+            .correlation(format!("call-{i:024x}"))
+        })
+        .collect();
+    let mut written = 0;
+    while written < n {
         log.append_all(&batch).unwrap();
+        written += batch.len() as u64;
     }
     let t = Instant::now();
     let r = verify_file(&path).unwrap();
     let s = t.elapsed().as_secs_f64();
     assert!(r.ok);
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "verified {} records in {s:.3} s: {:.0} records/s",
+        "verified {} records ({} MB) in {s:.3} s: {:.0} records/s",
         r.records,
+        bytes >> 20,
         r.records as f64 / s
     );
 }

@@ -12,6 +12,8 @@ mod egress;
 mod error;
 mod exec;
 mod files;
+mod govern_audit;
+mod govern_runner;
 mod mcp;
 mod metrics;
 mod openapi;
@@ -70,6 +72,9 @@ pub enum ServerError {
     /// The key store failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Governance (policy, audit log, approvals) could not be opened.
+    #[error("{0}")]
+    Govern(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another daemon running there?")]
     Bind {
@@ -104,6 +109,12 @@ pub(crate) struct AppState {
     pub(crate) http_metrics: metrics::HttpMetrics,
     /// Key of the E2B endpoint's per-sandbox access tokens (e2b/token.rs).
     pub(crate) envd_secret: [u8; 32],
+    /// Governance: the call pipeline, approvals, audit log (govern_audit.rs).
+    pub(crate) govern: Arc<corral_govern::Governance>,
+    /// Governance's policy half: catalog, Cedar, kill switches, budgets (the policy
+    /// routes use it).
+    #[allow(dead_code)]
+    pub(crate) policy: Arc<corral_govern::PolicyCore>,
 }
 
 /// Serves the API until `shutdown` completes; then stops accepting, gives open
@@ -118,12 +129,18 @@ where
 {
     let auth = auth::AuthStore::open(&cfg.data_dir)?;
     let envd_secret = e2b::load_token_secret(&cfg.data_dir)?;
+    let (policy, govern, runner) =
+        govern_audit::open(&cfg.data_dir, &manager).map_err(ServerError::Govern)?;
     let state = Arc::new(AppState {
         manager,
         auth,
         http_metrics: metrics::HttpMetrics::default(),
         envd_secret,
+        govern,
+        policy,
     });
+    runner.set_state(&state);
+    govern_audit::spawn_sweeper(&state.govern);
     let app = routes::router(state);
     let tls = match &cfg.tls {
         Some(files) => Some(tls::load_config(&files.cert, &files.key)?),

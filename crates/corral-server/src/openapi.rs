@@ -7,6 +7,10 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use corral_types::api::{
+    Approval, ApprovalDecisionRequest, ApprovalList, AuditList, AuditRecord, AuditVerifyResponse,
+    CallRequest, CallResponse,
+};
+use corral_types::api::{
     EgressRecordList, ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse, HealthResponse,
     KeyCreateRequest, KeyCreateResponse, KeyList, MkdirRequest, ProcessInfo, ProcessList,
     ProcessOutput, PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
@@ -142,6 +146,21 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     r!("get", "/v1/secrets", "listSecrets", "The tenant's secrets: metadata and placeholders, never values.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<corral_types::api::SecretList>))]),
     r!("get", "/v1/secrets/{name}", "getSecret", "One secret's metadata (never its value).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<corral_types::api::Secret>))]),
     r!("delete", "/v1/secrets/{name}", "deleteSecret", "Remove a secret (operator or admin); sandboxes holding its placeholder can no longer use it.", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("post", "/v1/calls", "callCapability", "Call a capability through the governance pipeline (schema, kill switch, budget, policy, approval, idempotency, audit). 200 completed or failed (the target's answer), 202 pending approval / approved / in progress, 403 denied; the body is a CallResponse in every case.", auth: true, query: &[], body: ReqBody::Json(s::<CallRequest>),
+        ok: [(200, Resp::Json(s::<CallResponse>)), (202, Resp::Json(s::<CallResponse>))]),
+    r!("get", "/v1/calls/{id}", "getCall", "Where a pending call stands, by the approval id its answer gave; once the approved call ran, its stored result.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<CallResponse>))]),
+    r!("get", "/v1/approvals", "listApprovals", "Approval requests of the tenant (operator; admin: every tenant), oldest first.", auth: true,
+        query: &[("status", "Only this status: pending, approved, denied, expired, used.", false), ("limit", "At most this many, 1-1000 (default 100).", false)],
+        body: ReqBody::None, ok: [(200, Resp::Json(s::<ApprovalList>))]),
+    r!("get", "/v1/approvals/{id}", "getApproval", "One approval request (operator, admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Approval>))]),
+    r!("post", "/v1/approvals/{id}/approve", "approve", "Approve a pending request (operator, admin); the agent's next identical call runs once. Body optional.", auth: true, query: &[], body: ReqBody::Json(s::<ApprovalDecisionRequest>), ok: [(200, Resp::Json(s::<Approval>))]),
+    r!("post", "/v1/approvals/{id}/deny", "deny", "Deny a pending request (operator, admin). Body optional.", auth: true, query: &[], body: ReqBody::Json(s::<ApprovalDecisionRequest>), ok: [(200, Resp::Json(s::<Approval>))]),
+    r!("get", "/v1/audit", "listAudit", "Audit records, oldest first (operator: its tenant; admin: any).", auth: true,
+        query: &[("task", "Only this task id.", false), ("tenant", "Only this tenant (admin).", false), ("since", "Only records at or after this RFC 3339 time (YYYY-MM-DDTHH:MM:SS.mmmZ).", false), ("cursor", "next_cursor of the previous page.", false), ("limit", "Page size, 1-1000 (default 100).", false)],
+        body: ReqBody::None, ok: [(200, Resp::Json(s::<AuditList>))]),
+    r!("get", "/v1/audit/export", "exportAudit", "One task's whole trail (calls, arguments, decisions, outcomes) as JSON lines, in order (operator, admin).", auth: true,
+        query: &[("task", "The task id.", true)], body: ReqBody::None, ok: [(200, Resp::Ndjson(s::<AuditRecord>))]),
+    r!("get", "/v1/audit/verify", "verifyAudit", "Recompute the whole hash chain; the first bad record and why (admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<AuditVerifyResponse>))]),
     r!("get", "/metrics", "metrics", "Prometheus metrics (any valid key).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Text)]),
 ];
 

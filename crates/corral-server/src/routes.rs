@@ -94,6 +94,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .put(crate::secrets::put)
                 .delete(crate::secrets::delete),
         )
+        .route("/v1/calls", post(crate::govern_audit::call))
+        .route("/v1/calls/{id}", get(crate::govern_audit::get_call))
+        .route("/v1/approvals", get(crate::govern_audit::list_approvals))
+        .route("/v1/approvals/{id}", get(crate::govern_audit::get_approval))
+        .route("/v1/approvals/{id}/approve", post(crate::govern_audit::approve))
+        .route("/v1/approvals/{id}/deny", post(crate::govern_audit::deny))
+        .route("/v1/audit", get(crate::govern_audit::list_audit))
+        .route("/v1/audit/export", get(crate::govern_audit::export_audit))
+        .route("/v1/audit/verify", get(crate::govern_audit::verify_audit))
         .route("/metrics", get(metrics::render))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));

@@ -14,18 +14,17 @@ use corral_types::api::{
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
-use crate::AppState;
+use crate::{govern_audit, AppState};
 
 pub(crate) async fn create(
     State(st): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Json(req): Json<SandboxCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<Sandbox>)> {
-    let sb = st
-        .manager
-        .create(&caller.tenant, &caller.quota, req)
-        .await?;
-    Ok((StatusCode::CREATED, Json(sb)))
+    let r = st.manager.create(&caller.tenant, &caller.quota, req).await;
+    let id = r.as_ref().map(|sb| sb.id.clone()).unwrap_or_default();
+    lifecycle(&st, &caller, "create", &id, &r);
+    Ok((StatusCode::CREATED, Json(r?)))
 }
 
 /// `GET /v1/sandboxes?state=&metadata.KEY=VALUE&cursor=&limit=`: the pairs come as a
@@ -93,7 +92,9 @@ pub(crate) async fn delete(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    st.manager.delete(&caller.tenant, &id).await?;
+    let r = st.manager.delete(&caller.tenant, &id).await;
+    lifecycle(&st, &caller, "delete", &id, &r);
+    r?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -115,7 +116,9 @@ pub(crate) async fn pause(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Sandbox>> {
-    Ok(Json(st.manager.pause(&caller.tenant, &id).await?))
+    let r = st.manager.pause(&caller.tenant, &id).await;
+    lifecycle(&st, &caller, "pause", &id, &r);
+    Ok(Json(r?))
 }
 
 pub(crate) async fn resume(
@@ -123,7 +126,9 @@ pub(crate) async fn resume(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Sandbox>> {
-    Ok(Json(st.manager.resume(&caller.tenant, &id).await?))
+    let r = st.manager.resume(&caller.tenant, &id).await;
+    lifecycle(&st, &caller, "resume", &id, &r);
+    Ok(Json(r?))
 }
 
 pub(crate) async fn snapshot(
@@ -133,6 +138,18 @@ pub(crate) async fn snapshot(
 ) -> ApiResult<(StatusCode, Json<Snapshot>)> {
     let snap = st.manager.snapshot(&caller.tenant, &id).await?;
     Ok((StatusCode::CREATED, Json(snap)))
+}
+
+/// The audit record of a lifecycle action's result.
+fn lifecycle<T, E: std::fmt::Display>(
+    st: &AppState,
+    caller: &Caller,
+    action: &str,
+    id: &str,
+    r: &Result<T, E>,
+) {
+    let err = r.as_ref().err().map(ToString::to_string);
+    govern_audit::record_lifecycle(st, caller, action, id, err.as_deref().map_or(Ok(()), Err));
 }
 
 #[cfg(test)]

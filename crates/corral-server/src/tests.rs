@@ -49,12 +49,16 @@ async fn fixture() -> Fixture {
         .unwrap()
         .trim()
         .to_string();
+    let (policy, govern, runner) = crate::govern_audit::open(dir.path(), &manager).unwrap();
     let state = Arc::new(AppState {
         manager,
         auth,
         http_metrics: metrics::HttpMetrics::default(),
         envd_secret: [3u8; 32],
+        govern,
+        policy,
     });
+    runner.set_state(&state);
     Fixture {
         _dir: dir,
         app: routes::router(state),

@@ -1,5 +1,7 @@
 //! corral: a self-hosted, governed sandbox for AI agents.
 
+mod cli_approvals;
+mod cli_audit;
 mod cli_egress;
 mod cli_key;
 mod cli_killswitch;
@@ -49,6 +51,10 @@ enum Command {
     Secret(cli_secret::SecretArgs),
     /// MCP over stdio for local agents, bridged to the daemon's /mcp (see docs/mcp.md).
     Mcp(cli_mcp::McpArgs),
+    /// Approval requests of capability calls: ls, show, approve, deny (operator).
+    Approvals(cli_approvals::ApprovalsArgs),
+    /// The hash-chained audit log: verify, export --task, ls.
+    Audit(cli_audit::AuditArgs),
 }
 
 /// Exit status when corral itself fails (as opposed to the command).
@@ -86,6 +92,8 @@ fn main() -> ExitCode {
         Command::KillSwitch(args) => cli_killswitch::main(args),
         Command::Secret(args) => cli_secret::main(args),
         Command::Mcp(args) => cli_mcp::main(args),
+        Command::Approvals(args) => cli_approvals::main(args),
+        Command::Audit(args) => cli_audit::main(args),
     }
 }
 
