@@ -413,11 +413,12 @@ impl PolicyCore {
         }
         let applied = self.build_catalog().and_then(|c| self.install(c, true));
         if let Err(e) = applied {
-            // Put the previous file state back: the next poll retries only on change.
+            // Put the previous file state back: the next poll tries the file again, so
+            // it applies once a bundle that fits it is active (the watcher logs the
+            // same error only once).
             let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let sig = f.sig;
+            f.sig = before.0;
             f.caps = before.1;
-            f.sig = sig; // remember this content as seen, so the error is logged once
             return Err(e);
         }
         Ok(true)

@@ -292,3 +292,44 @@ fn decide_bench() {
         t.len()
     );
 }
+
+#[test]
+fn catalog_file_that_breaks_the_active_bundle_waits_for_one_that_fits() {
+    let (dir, core) = open();
+    let uses_amount = r#"@id("a") permit (principal, action, resource) when { context.input has amount && context.input.amount < 9 };"#;
+    core.publish_policy(uses_amount, true, None, "k").unwrap();
+    let path = dir.path().join("capabilities.toml");
+    // `amount` becomes a string: the active bundle would not validate.
+    std::fs::write(
+        &path,
+        CATALOG.replace(
+            "amount = { type = \"integer\", minimum = 1 }",
+            "amount = { type = \"string\" }",
+        ),
+    )
+    .unwrap();
+    let e = core.reload_catalog().unwrap_err();
+    assert!(
+        matches!(e, PolicyCoreError::BreaksPolicy { version: 2, .. }),
+        "{e}"
+    );
+    let ok = json!({"amount": 5});
+    assert_eq!(
+        core.evaluate(&call("refund", &ok)).decision.effect,
+        DecisionEffect::Permit
+    );
+    // A bundle that does not use the field: the same file applies on the next poll.
+    core.publish_policy(
+        r#"@id("b") permit (principal, action, resource);"#,
+        true,
+        None,
+        "k",
+    )
+    .unwrap();
+    assert!(core.reload_catalog().unwrap());
+    let s = json!({"amount": "five"});
+    assert_eq!(
+        core.evaluate(&call("refund", &s)).decision.effect,
+        DecisionEffect::Permit
+    );
+}
