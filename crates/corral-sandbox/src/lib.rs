@@ -15,6 +15,6 @@ pub use manager::{
 };
 pub use template::{resolve_template, TemplateError};
 pub use templates::{
-    build_main, check_template_name, BuildEvent, BuildRequest, Debootstrap, RecipeError,
-    TemplateSource, TemplateStore, TemplateStoreError,
+    build_main, check_template_name, BuildEvent, BuildNetwork, BuildRequest, Debootstrap,
+    RecipeError, TemplateSource, TemplateStore, TemplateStoreError,
 };

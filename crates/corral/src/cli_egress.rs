@@ -9,13 +9,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use corral_isolate::{Bind, SandboxSpec};
 use corral_net::{EgressConfig, EgressPorts, EgressProxy, Policy, Rule, SandboxEgress};
+
+use crate::paths;
 
 /// Arguments of `corral __egress`: `RULES [NAME=IP...]`.
 fn parse_args(args: &[String]) -> Result<(Vec<Rule>, EgressConfig), String> {
-    let rules = args.first().ok_or("usage: corral __egress RULES [NAME=IP...]")?;
+    let rules = args
+        .first()
+        .ok_or("usage: corral __egress RULES [NAME=IP...]")?;
     let allow = corral_net::parse_egress_rules(rules).map_err(|e| e.to_string())?;
     let mut cfg = EgressConfig::default();
     for a in &args[1..] {
@@ -122,6 +128,79 @@ pub(crate) fn helper_main() -> u8 {
     })
 }
 
+/// A sandbox network in mode allow for one `corral_isolate::run` (a `corral run` or a
+/// recipe's RUN step): its own namespace and veth, and the proxy helper serving it.
+/// Dropping it removes the network, then stops the helper.
+pub(crate) struct AllowNet {
+    _net: corral_net::RunNet,
+    _helper: Helper,
+}
+
+/// Starts the proxy helper for `rules` (NAME[:PORT],...; `resolve`: static answers
+/// for names), builds the run's network and sets `spec` up to use it: the namespace,
+/// the explicit proxy's variables (unless the spec sets them) and a resolv.conf
+/// naming corral's resolver.
+pub(crate) fn attach_allow(
+    spec: &mut SandboxSpec,
+    rules: &str,
+    resolve: &[(String, Ipv4Addr)],
+) -> Result<AllowNet, String> {
+    let mut helper = Helper::start(rules, resolve)?;
+    let net = corral_net::RunNet::create(
+        &paths::runtime_dir().join("net"),
+        corral_net::Cidr::RUN_DEFAULT,
+        Vec::new(),
+        Some(helper.ports),
+    )
+    .map_err(|e| {
+        format!(
+            "building the run's network (needs root, iproute2 and nftables): {}",
+            corral_isolate::error_chain(&e)
+        )
+    })?;
+    let a = net.lease().addrs;
+    helper.register(a.sandbox, a.host)?;
+    spec.netns = Some(net.lease().netns.clone());
+    for (k, v) in corral_net::proxy_env(a.host, helper.ports) {
+        if !spec.env.iter().any(|(e, _)| *e == k) {
+            spec.env.push((k, v));
+        }
+    }
+    let path = paths::runtime_dir()
+        .join("net")
+        .join(format!("resolv-run-{}.conf", net.lease().slot));
+    std::fs::write(&path, corral_net::resolv_conf(a.host))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    spec.mounts.push(Bind {
+        source: path,
+        target: PathBuf::from("/etc/resolv.conf"),
+        writable: false,
+    });
+    Ok(AllowNet {
+        _net: net,
+        _helper: helper,
+    })
+}
+
+/// Networks for recipes' RUN steps (`# corral: allow HOST ...`), for `corral template
+/// build` and the daemon's `corral __build` helper.
+#[derive(Debug, Default)]
+pub(crate) struct BuildEgress {
+    /// `--egress-resolve` answers (tests: names of hosts in their own namespaces).
+    pub(crate) resolve: Vec<(String, Ipv4Addr)>,
+}
+
+impl corral_sandbox::BuildNetwork for BuildEgress {
+    fn attach(
+        &self,
+        allow: &[String],
+        spec: &mut SandboxSpec,
+    ) -> Result<Box<dyn std::any::Any>, String> {
+        let net = attach_allow(spec, &allow.join(","), &self.resolve)?;
+        Ok(Box::new(net))
+    }
+}
+
 /// The run's side: the helper process while the run lasts.
 pub(crate) struct Helper {
     child: Child,
@@ -165,7 +244,12 @@ impl Helper {
             .filter_map(|p| p.parse().ok())
             .collect();
         match ports.as_slice() {
-            [proxy, dns] => h.ports = EgressPorts { proxy: *proxy, dns: *dns },
+            [proxy, dns] => {
+                h.ports = EgressPorts {
+                    proxy: *proxy,
+                    dns: *dns,
+                }
+            }
             _ => return Err(format!("the egress proxy did not start (it said {line:?})")),
         }
         Ok(h)
@@ -187,7 +271,9 @@ impl Helper {
             .map_err(|e| format!("talking to the egress proxy: {e}"))?;
         match self.line()?.as_str() {
             "READY" => Ok(()),
-            other => Err(format!("the egress proxy refused the sandbox (it said {other:?})")),
+            other => Err(format!(
+                "the egress proxy refused the sandbox (it said {other:?})"
+            )),
         }
     }
 }

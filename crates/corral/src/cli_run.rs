@@ -274,36 +274,24 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
         );
     }
     // --net open: a network of the run's own, built here and removed when `net` is
-    // dropped after the run (see corral-net's run.rs).
+    // dropped after the run (see corral-net's run.rs). --net allow=...: the same, with
+    // the egress proxy in a helper process for the run's duration (cli_egress.rs).
     let mut spec = spec;
-    // --net allow=...: the egress proxy runs in a helper process for the run's
-    // duration (see cli_egress.rs); dropped after the network.
-    let mut helper = match &allow {
-        Some(rules) => match crate::cli_egress::Helper::start(rules, &args.egress_resolve) {
-            Ok(h) => Some(h),
+    let net: Option<Box<dyn std::any::Any>> = if let Some(rules) = &allow {
+        match crate::cli_egress::attach_allow(&mut spec, rules, &args.egress_resolve) {
+            Ok(n) => Some(Box::new(n)),
             Err(e) => return fail(args.json, "internal", &e),
-        },
-        None => None,
-    };
-    let net = if open || helper.is_some() {
+        }
+    } else if open {
         match corral_net::RunNet::create(
             &paths::runtime_dir().join("net"),
             corral_net::Cidr::RUN_DEFAULT,
             Vec::new(),
-            helper.as_ref().map(|h| h.ports),
+            None,
         ) {
             Ok(n) => {
                 spec.netns = Some(n.lease().netns.clone());
-                if let Some(h) = helper.as_mut() {
-                    let a = n.lease().addrs;
-                    if let Err(e) = h.register(a.sandbox, a.host).and_then(|_| {
-                        allow_mode_setup(&mut spec, a.host, h.ports, n.lease().slot)
-                    }) {
-                        drop(n);
-                        return fail(args.json, "internal", &e);
-                    }
-                }
-                Some(n)
+                Some(Box::new(n))
             }
             Err(e) => {
                 return fail(
@@ -321,7 +309,6 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
     };
     let result = corral_isolate::run(&spec);
     drop(net);
-    drop(helper);
     match result {
         Ok(outcome) => report(&args, &outcome),
         Err(e) => {
@@ -334,31 +321,6 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             fail(args.json, code, &corral_isolate::error_chain(&e))
         }
     }
-}
-
-/// Mode allow inside the sandbox: the explicit proxy's variables (unless --env set
-/// them) and a resolv.conf naming corral's resolver.
-fn allow_mode_setup(
-    spec: &mut SandboxSpec,
-    host: std::net::Ipv4Addr,
-    ports: corral_net::EgressPorts,
-    slot: u32,
-) -> Result<(), String> {
-    for (k, v) in corral_net::proxy_env(host, ports) {
-        if !spec.env.iter().any(|(e, _)| *e == k) {
-            spec.env.push((k, v));
-        }
-    }
-    let dir = paths::runtime_dir().join("net");
-    let path = dir.join(format!("resolv-run-{slot}.conf"));
-    std::fs::write(&path, corral_net::resolv_conf(host))
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    spec.mounts.push(Bind {
-        source: path,
-        target: PathBuf::from("/etc/resolv.conf"),
-        writable: false,
-    });
-    Ok(())
 }
 
 fn report(args: &RunArgs, o: &RunOutcome) -> ExitCode {

@@ -31,7 +31,8 @@ pub(crate) struct TemplateArgs {
 #[derive(Debug, Subcommand)]
 enum TemplateCommand {
     /// Build a template from a recipe (a Dockerfile subset, see docs/templates.md);
-    /// progress on stderr. RUN steps run offline in corral sandboxes, as root.
+    /// progress on stderr. RUN steps run in corral sandboxes, as root, offline or, when
+    /// the recipe names hosts (`# corral: allow HOST ...`), with egress to those only.
     Build {
         /// Template name.
         #[arg(long)]
@@ -45,6 +46,11 @@ enum TemplateCommand {
         /// NAME=VALUE for an ARG of the recipe (repeatable).
         #[arg(long = "build-arg", value_name = "NAME=VALUE")]
         build_args: Vec<String>,
+        /// RUN steps' egress proxy resolves NAME to IPV4 instead of asking the system
+        /// resolver (repeatable; e.g. a local mirror; trusted as given, like curl's
+        /// --resolve).
+        #[arg(long = "egress-resolve", value_name = "NAME=IPV4", value_parser = crate::cli_egress::parse_resolve)]
+        egress_resolve: Vec<(String, std::net::Ipv4Addr)>,
         /// The build context: COPY and ADD sources are relative to it.
         #[arg(value_name = "CONTEXT_DIR")]
         context: PathBuf,
@@ -128,6 +134,7 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
             version,
             file,
             build_args,
+            egress_resolve,
             context,
         } => {
             let file = file.unwrap_or_else(|| {
@@ -158,6 +165,9 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
                 build_args: parsed,
                 runtime_dir: paths::runtime_dir(),
                 cgroup_parent: paths::cgroup_parent(),
+                network: Some(std::sync::Arc::new(crate::cli_egress::BuildEgress {
+                    resolve: egress_resolve,
+                })),
             };
             let started = Instant::now();
             let t = store.build(&req, &mut progress)?;

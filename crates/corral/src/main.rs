@@ -67,9 +67,11 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__spawn") {
         return ExitCode::from(corral_sandbox::spawn_main().clamp(0, 255) as u8);
     }
-    // `corral __build`: the daemon's single-threaded template builder (recipes' RUN).
+    // `corral __build`: the daemon's single-threaded template builder (recipes' RUN,
+    // with egress to the hosts a recipe names through a `corral __egress` helper).
     if std::env::args_os().nth(1).is_some_and(|a| a == "__build") {
-        return ExitCode::from(corral_sandbox::build_main().clamp(0, 255) as u8);
+        let egress = std::sync::Arc::new(cli_egress::BuildEgress::default());
+        return ExitCode::from(corral_sandbox::build_main(Some(egress)).clamp(0, 255) as u8);
     }
     // `corral __egress`: the egress proxy of one `corral run --net allow=...`.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__egress") {

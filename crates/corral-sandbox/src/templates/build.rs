@@ -17,8 +17,10 @@
 //! removed on every exit path; a killed build leaves a tmp dir (removed when the store
 //! is next opened for writing) and maybe cached layers, never a template.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use std::{fs, io};
 
@@ -64,6 +66,20 @@ pub struct BuildRequest {
     pub runtime_dir: PathBuf,
     /// Parent cgroup of the RUN sandboxes.
     pub cgroup_parent: String,
+    /// Networks for the RUN steps of a recipe that names hosts (`# corral: allow`);
+    /// a recipe naming none runs every RUN offline and needs none.
+    pub network: Option<Arc<dyn BuildNetwork>>,
+}
+
+/// Gives a RUN sandbox a network in mode allow: egress only to the recipe's `# corral:
+/// allow` hosts, through corral's egress proxy and resolver. Implemented by the binary
+/// (the proxy runs in a helper process, as for `corral run --net allow=...`: this
+/// process must stay single-threaded to fork sandboxes).
+pub trait BuildNetwork: std::fmt::Debug + Send + Sync {
+    /// Sets `spec` up (network namespace, proxy variables, resolv.conf) to reach only
+    /// `allow`; what it returns is dropped after the RUN and then removes that
+    /// network.
+    fn attach(&self, allow: &[String], spec: &mut SandboxSpec) -> Result<Box<dyn Any>, String>;
 }
 
 /// Progress of a build, reported as it goes.
@@ -334,6 +350,7 @@ impl TemplateStore {
                             fs::create_dir(&dir).map_err(io_err("creating a step's work dir"))?;
                             self.run_step(
                                 req,
+                                &recipe.allow,
                                 &base,
                                 &st,
                                 &cmd.argv(),
@@ -495,6 +512,7 @@ impl TemplateStore {
     fn run_step(
         &self,
         req: &BuildRequest,
+        allow: &[String],
         base: &Base,
         st: &State,
         argv: &[String],
@@ -532,7 +550,7 @@ impl TemplateStore {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         env.extend(st.env.iter().cloned());
-        let spec = SandboxSpec {
+        let mut spec = SandboxSpec {
             argv: argv.to_vec(),
             env,
             workdir: Some(PathBuf::from(&st.workdir)),
@@ -555,8 +573,23 @@ impl TemplateStore {
             upper_dir: Some(dir.to_path_buf()),
             netns: None,
         };
-        let out = corral_isolate::run(&spec)
-            .map_err(|e| step_err(n, line, corral_isolate::error_chain(&e)))?;
+        // Egress only to the recipe's `# corral: allow` hosts; none named: offline.
+        let network =
+            match (&req.network, allow.is_empty()) {
+                (_, true) => None,
+                (Some(net), false) => Some(
+                    net.attach(allow, &mut spec)
+                        .map_err(|e| step_err(n, line, format!("giving RUN its network: {e}")))?,
+                ),
+                (None, false) => return Err(step_err(
+                    n,
+                    line,
+                    "the recipe names hosts (`# corral: allow`) but this build has no egress proxy",
+                )),
+            };
+        let out = corral_isolate::run(&spec);
+        drop(network);
+        let out = out.map_err(|e| step_err(n, line, corral_isolate::error_chain(&e)))?;
         let mut shown = out.stdout.clone();
         shown.extend_from_slice(&out.stderr);
         if !shown.is_empty() {

@@ -187,10 +187,12 @@ pub(crate) fn bootstrap(
     }
     if let Some(t) = &spec.tarball {
         // debootstrap takes only an absolute path.
-        let t = t.canonicalize().map_err(|e| TemplateStoreError::BadSource {
-            path: t.clone(),
-            why: e.to_string(),
-        })?;
+        let t = t
+            .canonicalize()
+            .map_err(|e| TemplateStoreError::BadSource {
+                path: t.clone(),
+                why: e.to_string(),
+            })?;
         cmd.arg(format!("--unpack-tarball={}", t.display()));
     }
     cmd.arg(&spec.suite).arg(target);

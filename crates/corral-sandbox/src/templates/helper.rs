@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use corral_types::api::Template;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{BuildEvent, BuildRequest, TemplateStore, TemplateStoreError};
+use super::{BuildEvent, BuildNetwork, BuildRequest, TemplateStore, TemplateStoreError};
 
 /// What the helper builds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,14 +80,15 @@ pub(crate) async fn run_helper(exe: &Path, job: &BuildJob) -> Result<BuildAnswer
         .map_err(|_| format!("the template builder ended with {status} and no answer"))
 }
 
-/// The helper side (`corral __build`): returns the process exit status.
-pub fn build_main() -> i32 {
+/// The helper side (`corral __build`): returns the process exit status. `network`
+/// serves recipes that name hosts (see [`BuildNetwork`]).
+pub fn build_main(network: Option<Arc<dyn BuildNetwork>>) -> i32 {
     let mut input = Vec::new();
     let answer = match std::io::stdin().read_to_end(&mut input) {
         Err(e) => BuildAnswer::Failed(format!("reading the build job: {e}")),
         Ok(_) => match serde_json::from_slice::<BuildJob>(&input) {
             Err(e) => BuildAnswer::Failed(format!("malformed build job: {e}")),
-            Ok(job) => build(&job),
+            Ok(job) => build(&job, network),
         },
     };
     let code = match answer {
@@ -100,7 +102,7 @@ pub fn build_main() -> i32 {
     code
 }
 
-fn build(job: &BuildJob) -> BuildAnswer {
+fn build(job: &BuildJob, network: Option<Arc<dyn BuildNetwork>>) -> BuildAnswer {
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         return BuildAnswer::Failed(format!("setting the parent-death signal: {e}"));
     }
@@ -117,6 +119,7 @@ fn build(job: &BuildJob) -> BuildAnswer {
         build_args: job.build_args.clone(),
         runtime_dir: job.runtime_dir.clone(),
         cgroup_parent: job.cgroup_parent.clone(),
+        network,
     };
     let name = job.name.clone();
     let mut progress = |e: BuildEvent| {

@@ -39,7 +39,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use self::build::{BuildEvent, BuildRequest};
+pub use self::build::{BuildEvent, BuildNetwork, BuildRequest};
 pub use self::debootstrap::Debootstrap;
 pub use self::helper::build_main;
 pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob};
