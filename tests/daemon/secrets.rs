@@ -274,3 +274,32 @@ fn a_sandbox_holds_only_the_placeholder_and_the_bound_host_gets_the_value() {
     assert!(!serde_json::to_string(&recs).unwrap().contains(VALUE));
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
+
+#[test]
+fn a_sandbox_keeps_its_secrets_across_a_daemon_restart() {
+    let up = Upstream::new(0);
+    let _echo = echo(&up);
+    let mut d = start(&up);
+    let r = put(
+        &d,
+        &d.key,
+        "API",
+        json!({"value": VALUE, "hosts": ["api.test:8444"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = d.create(json!({
+        "network": {"mode": "allow", "allow": ["api.test:8444", "web.test:8444"]},
+        "secrets": ["API"],
+    }));
+    // kill -9: the sandbox lives on; the next daemon finds its secret again (from the
+    // placeholder in its stored environment) before its proxy serves it.
+    d.restart();
+    let curl = "curl -sS -m 10 -w ' %{http_code}' -H \"Authorization: Bearer $API\"";
+    let (_, out, err) = sh(&d, &id, &format!("{curl} https://api.test:8444/after"));
+    assert!(out.ends_with(" 200"), "{out} {err}");
+    let (_, out, err) = sh(&d, &id, &format!("{curl} https://web.test:8444/after"));
+    assert!(out.ends_with(" 403"), "{out} {err}");
+    let seen = std::fs::read_to_string(up.dir().join("seen.log")).unwrap();
+    assert_eq!(seen, format!("/after|Bearer {VALUE}\n"));
+    d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+}
