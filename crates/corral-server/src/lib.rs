@@ -13,6 +13,7 @@ mod error;
 mod exec;
 mod files;
 mod govern_audit;
+mod govern_policy;
 mod govern_runner;
 mod mcp;
 mod metrics;

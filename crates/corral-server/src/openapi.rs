@@ -7,6 +7,11 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use corral_types::api::{
+    BudgetLimitsRequest, BudgetList, Capability, CapabilityList, KillSwitchList,
+    KillSwitchRequest, KillSwitchSetResponse, PlanRequest, PlanResponse, PolicyDiff, PolicyList,
+    PolicyPublishRequest, PolicyVersion, ShadowRequest, TaskUsage, TaskUsageRequest,
+};
+use corral_types::api::{
     Approval, ApprovalDecisionRequest, ApprovalList, AuditList, AuditRecord, AuditVerifyResponse,
     CallRequest, CallResponse,
 };
@@ -135,6 +140,24 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     r!("get", "/v1/templates", "listTemplates", "Every template, `host` first.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<TemplateList>))]),
     r!("get", "/v1/templates/{name}", "getTemplate", "One template: `name` (newest version) or `name:version`.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Template>))]),
     r!("delete", "/v1/templates/{name}", "deleteTemplate", "Remove `name` (every version) or `name:version`; refused while a sandbox or snapshot uses it (admin only).", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/capabilities", "listCapabilities", "The capability catalog (builtin sandbox tools included). Admin and operator keys see every entry; an agent key sees what it could ever be permitted (what MCP tools/list shows it).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<CapabilityList>))]),
+    r!("get", "/v1/capabilities/{name}", "getCapability", "One capability (agent keys: only one they could be permitted).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<Capability>))]),
+    r!("put", "/v1/capabilities/{name}", "putCapability", "Add or replace a capability (admin): validated, stored, applied at once; refused (400) when invalid or when the active policy bundle would no longer validate.", auth: true, query: &[], body: ReqBody::Json(s::<Capability>), ok: [(200, Resp::Json(s::<Capability>))]),
+    r!("post", "/v1/policies", "publishPolicy", "Publish a Cedar bundle as the next immutable version (admin), active unless `activate` is false; validated strictly against the schema generated from the catalog (400 invalid_policy with Cedar's messages; nothing changes).", auth: true, query: &[], body: ReqBody::Json(s::<PolicyPublishRequest>), ok: [(201, Resp::Json(s::<PolicyVersion>))]),
+    r!("get", "/v1/policies", "listPolicies", "Every policy version, the active and the shadow one (operator or admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<PolicyList>))]),
+    r!("get", "/v1/policies/diff", "diffPolicies", "Policies added, removed and changed by id between two versions (operator or admin).", auth: true, query: &[("from", "The older version.", true), ("to", "The newer version.", true)], body: ReqBody::None, ok: [(200, Resp::Json(s::<PolicyDiff>))]),
+    r!("post", "/v1/policies/rollback", "rollbackPolicy", "One step back: the previously active version becomes active again (admin); 409 when there is none.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<PolicyVersion>))]),
+    r!("put", "/v1/policies/shadow", "setShadowPolicy", "Evaluate a stored version next to the active one on every call; its decision is reported, never enforced (admin).", auth: true, query: &[], body: ReqBody::Json(s::<ShadowRequest>), ok: [(200, Resp::Json(s::<PolicyList>))]),
+    r!("delete", "/v1/policies/shadow", "clearShadowPolicy", "Stop shadow evaluation (admin).", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/policies/{version}", "getPolicy", "One version with its Cedar text (operator or admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<PolicyVersion>))]),
+    r!("post", "/v1/policies/{version}/activate", "activatePolicy", "Make a stored version active (admin); it must validate against the current catalog.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<PolicyVersion>))]),
+    r!("get", "/v1/kill-switches", "listKillSwitches", "Engaged kill switches (operator or admin).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<KillSwitchList>))]),
+    r!("put", "/v1/kill-switches", "setKillSwitch", "Stop a capability, category, agent (TENANT/AGENT) or tenant from the next call on; a tenant switch also pauses the tenant's running sandboxes. Operators: their own tenant and agents; admins: anything.", auth: true, query: &[], body: ReqBody::Json(s::<KillSwitchRequest>), ok: [(200, Resp::Json(s::<KillSwitchSetResponse>))]),
+    r!("delete", "/v1/kill-switches", "clearKillSwitch", "Clear a kill switch (paused sandboxes stay paused).", auth: true, query: &[("scope", "capability, category, agent or tenant.", true), ("target", "The switch's target.", true)], body: ReqBody::None, ok: [(204, Resp::Empty)]),
+    r!("get", "/v1/budgets", "listBudgets", "Budget limits and today's usage (admin: every tenant with limits or usage; operator: its own).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<BudgetList>))]),
+    r!("put", "/v1/budgets/{tenant}", "putBudget", "Set a tenant's budget limits (admin); `*` sets the default.", auth: true, query: &[], body: ReqBody::Json(s::<BudgetLimitsRequest>), ok: [(200, Resp::Json(s::<BudgetList>))]),
+    r!("post", "/v1/tasks/{task}/usage", "reportTaskUsage", "Add tokens consumed by a task of the caller's tenant (reported by the agent's harness).", auth: true, query: &[], body: ReqBody::Json(s::<TaskUsageRequest>), ok: [(200, Resp::Json(s::<TaskUsage>))]),
+    r!("post", "/v1/plans", "reviewPlan", "Decide each step of a plan for the caller as if called now (permit, forbid, needs_approval; reasons, deciding policies); nothing is executed or counted.", auth: true, query: &[], body: ReqBody::Json(s::<PlanRequest>), ok: [(200, Resp::Json(s::<PlanResponse>))]),
     r!("get", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortGet", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Proxied)]),
     r!("post", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortPost", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::Octets, ok: [(200, Resp::Proxied)]),
     r!("put", "/v1/sandboxes/{id}/ports/{port}/{path}", "proxyPortPut", PROXY_SUMMARY, auth: true, query: &[], body: ReqBody::Octets, ok: [(200, Resp::Proxied)]),

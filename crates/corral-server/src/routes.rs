@@ -103,6 +103,49 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit", get(crate::govern_audit::list_audit))
         .route("/v1/audit/export", get(crate::govern_audit::export_audit))
         .route("/v1/audit/verify", get(crate::govern_audit::verify_audit))
+        .route(
+            "/v1/capabilities",
+            get(crate::govern_policy::list_capabilities),
+        )
+        .route(
+            "/v1/capabilities/{name}",
+            get(crate::govern_policy::get_capability).put(crate::govern_policy::put_capability),
+        )
+        .route(
+            "/v1/policies",
+            post(crate::govern_policy::publish_policy).get(crate::govern_policy::list_policies),
+        )
+        .route("/v1/policies/diff", get(crate::govern_policy::diff_policies))
+        .route(
+            "/v1/policies/rollback",
+            post(crate::govern_policy::rollback_policy),
+        )
+        .route(
+            "/v1/policies/shadow",
+            axum::routing::put(crate::govern_policy::set_shadow)
+                .delete(crate::govern_policy::clear_shadow),
+        )
+        .route("/v1/policies/{version}", get(crate::govern_policy::get_policy))
+        .route(
+            "/v1/policies/{version}/activate",
+            post(crate::govern_policy::activate_policy),
+        )
+        .route(
+            "/v1/kill-switches",
+            get(crate::govern_policy::list_kill_switches)
+                .put(crate::govern_policy::set_kill_switch)
+                .delete(crate::govern_policy::clear_kill_switch),
+        )
+        .route("/v1/budgets", get(crate::govern_policy::list_budgets))
+        .route(
+            "/v1/budgets/{tenant}",
+            axum::routing::put(crate::govern_policy::put_budget),
+        )
+        .route(
+            "/v1/tasks/{task}/usage",
+            post(crate::govern_policy::report_usage),
+        )
+        .route("/v1/plans", post(crate::govern_policy::review_plan))
         .route("/metrics", get(metrics::render))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
