@@ -20,6 +20,7 @@ mod network;
 mod openapi_check;
 mod ports;
 mod pty;
+mod recipe_egress;
 mod recipes;
 mod restart;
 mod secrets;
