@@ -165,7 +165,7 @@ fn http_frames_keys_and_sessions_are_checked() {
     );
     assert_eq!(
         messages(&r)[0]["result"]["tools"].as_array().unwrap().len(),
-        7
+        8
     );
 
     // A session belongs to its key; unknown ones are 404 (the client re-initializes).
@@ -268,9 +268,51 @@ fn stdio_bridge_answers_bad_lines_and_keeps_going() {
             "{e}"
         );
         let ok = send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#).unwrap();
-        assert_eq!(ok["result"]["tools"].as_array().unwrap().len(), 7, "{ok}");
+        assert_eq!(ok["result"]["tools"].as_array().unwrap().len(), 8, "{ok}");
     }
     drop(stdin);
     let st = child.wait().unwrap();
     assert!(st.success(), "EOF on stdin ends the bridge cleanly: {st}");
+}
+
+#[test]
+fn stdio_bridge_reports_a_daemon_that_went_away_and_exits_125() {
+    let mut d = Daemon::start(0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .env_clear()
+        .args([
+            "mcp",
+            "--url",
+            &format!("http://{}", d.addr),
+            "--key",
+            &d.key,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{INIT}").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"result\""), "{line}");
+    d.stop();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#).unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let e: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&e["id"], &e["error"]["code"]),
+        (&json!(2), &json!(-32603)),
+        "{e}"
+    );
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("lost the corral daemon"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lost the corral daemon"));
 }

@@ -9,6 +9,7 @@ mod common;
 mod harness;
 
 mod frames;
+mod govern;
 
 use std::process::Stdio;
 
@@ -20,7 +21,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
-type Mcp = RunningService<RoleClient, ()>;
+pub(crate) type Mcp = RunningService<RoleClient, ()>;
 
 /// `corral mcp` against `d` with `key`, as an agent host would start it.
 async fn stdio(d: &Daemon, key: &str) -> Mcp {
@@ -35,7 +36,7 @@ async fn stdio(d: &Daemon, key: &str) -> Mcp {
 }
 
 /// The daemon's /mcp over streamable HTTP.
-async fn http(d: &Daemon, key: &str) -> Mcp {
+pub(crate) async fn http(d: &Daemon, key: &str) -> Mcp {
     let cfg = StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", d.addr))
         .auth_header(key.to_string());
     ().serve(StreamableHttpClientTransport::from_config(cfg))
@@ -43,21 +44,21 @@ async fn http(d: &Daemon, key: &str) -> Mcp {
         .unwrap()
 }
 
-async fn call(c: &Mcp, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+pub(crate) async fn call(c: &Mcp, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
     let args = args.as_object().cloned().unwrap_or_default();
     c.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
         .await
 }
 
 /// A successful call's structured content.
-async fn ok(c: &Mcp, tool: &str, args: Value) -> Value {
+pub(crate) async fn ok(c: &Mcp, tool: &str, args: Value) -> Value {
     let r = call(c, tool, args.clone()).await.unwrap();
     assert_eq!(r.is_error, Some(false), "{tool} {args}: {r:?}");
     assert!(!r.content.is_empty(), "{tool}: a text part for the model");
     r.structured_content.unwrap()
 }
 
-fn text(r: &CallToolResult) -> String {
+pub(crate) fn text(r: &CallToolResult) -> String {
     r.content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
@@ -82,6 +83,7 @@ async fn every_tool(c: &Mcp) {
         [
             "create_sandbox",
             "exec_command",
+            "get_call_status",
             "kill_sandbox",
             "list_files",
             "read_file",

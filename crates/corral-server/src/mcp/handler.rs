@@ -1,8 +1,9 @@
 //! The MCP server: tools/list and tools/call for one caller. The caller is the API key
 //! that the /mcp request was authenticated with (auth.rs put it in the HTTP request's
-//! extensions; rmcp hands those to every request it serves). Every call goes through
-//! [`McpHandler::gate`] before it runs, then to the same Manager calls the HTTP
-//! handlers make, within the caller's tenant.
+//! extensions; rmcp hands those to every request it serves). A call's arguments are
+//! checked against the tool's type first (a violation is a JSON-RPC error), then
+//! governance decides (govern.rs), then the same Manager calls as the HTTP handlers
+//! run it, within the caller's tenant.
 
 use std::sync::Arc;
 
@@ -12,23 +13,19 @@ use corral_types::api::{
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-use super::tools::{self, Builtin, CommandLine, SideEffect};
+use super::govern::{self, Gate, STATUS_TOOL};
+use super::tools::{self, Builtin, BuiltinCall, CommandLine, READ_DEFAULT_BYTES};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::exec::run_code_to_exec;
 use crate::AppState;
-
-/// `read_file` returns at most this much unless asked for less.
-const READ_DEFAULT_BYTES: u64 = 256 << 10;
-/// ... and never more than this: a tool result goes into a model's context.
-const READ_MAX_BYTES: u64 = 1 << 20;
 
 /// One per MCP session (rmcp makes one per session from the factory).
 #[derive(Debug, Clone)]
@@ -41,34 +38,12 @@ impl McpHandler {
         McpHandler { st }
     }
 
-    /// Governance: decides whether `caller` may call `tool` (class `class`) with
-    /// `args`. Every tool call passes here, and only here, before it runs.
-    ///
-    /// The builtin tools act only inside the caller's own tenant through the same
-    /// Manager calls as the HTTP API, which the same key may already make; the
-    /// governance pipeline (policy, kill switches, budgets, audit) plugs in here.
-    async fn gate(
-        &self,
-        _caller: &Caller,
-        _tool: Builtin,
-        _class: SideEffect,
-        _args: &JsonObject,
-    ) -> Result<(), CallToolResult> {
-        Ok(())
-    }
-
-    async fn run_builtin(
-        &self,
-        caller: &Caller,
-        tool: Builtin,
-        args: Option<&JsonObject>,
-    ) -> Result<CallToolResult, McpError> {
+    /// Runs a checked, authorized builtin call.
+    async fn run_builtin(&self, caller: &Caller, call: BuiltinCall) -> CallToolResult {
         let m = &self.st.manager;
         let t = caller.tenant.as_str();
-        let invalid = |e: String| McpError::invalid_params(e, None);
-        let out = match tool {
-            Builtin::CreateSandbox => {
-                let i: tools::CreateSandboxInput = tools::parse(args).map_err(invalid)?;
+        let out = match call {
+            BuiltinCall::CreateSandbox(i) => {
                 // Only the mode over MCP; any other network setting keeps its default.
                 #[allow(clippy::needless_update)]
                 let network = NetworkRequest {
@@ -99,8 +74,7 @@ impl McpHandler {
                     structured(text, &sb)
                 })
             }
-            Builtin::RunCode => {
-                let i: tools::RunCodeInput = tools::parse(args).map_err(invalid)?;
+            BuiltinCall::RunCode(i) => {
                 let req = run_code_to_exec(RunCodeRequest {
                     language: i.language,
                     code: i.code,
@@ -110,12 +84,8 @@ impl McpHandler {
                 });
                 m.exec(t, &i.sandbox_id, req).await.map(run_result)
             }
-            Builtin::ExecCommand => {
-                let i: tools::ExecCommandInput = tools::parse(args).map_err(invalid)?;
+            BuiltinCall::ExecCommand(i) => {
                 let cmd = match i.cmd {
-                    CommandLine::Argv(v) if v.is_empty() => {
-                        return Err(invalid("invalid arguments: cmd is an empty list".into()))
-                    }
                     CommandLine::Argv(v) => v,
                     CommandLine::Shell(s) => vec!["sh".into(), "-c".into(), s],
                 };
@@ -129,14 +99,8 @@ impl McpHandler {
                 };
                 m.exec(t, &i.sandbox_id, req).await.map(run_result)
             }
-            Builtin::ReadFile => {
-                let i: tools::ReadFileInput = tools::parse(args).map_err(invalid)?;
+            BuiltinCall::ReadFile(i) => {
                 let limit = i.max_bytes.unwrap_or(READ_DEFAULT_BYTES);
-                if limit == 0 || limit > READ_MAX_BYTES {
-                    return Err(invalid(format!(
-                        "invalid arguments: max_bytes must be from 1 to {READ_MAX_BYTES}"
-                    )));
-                }
                 match m.read_file(t, &i.sandbox_id, &i.path).await {
                     Ok((file, size)) => {
                         let mut buf = Vec::new();
@@ -151,19 +115,16 @@ impl McpHandler {
                     Err(e) => Err(e),
                 }
             }
-            Builtin::WriteFile => {
-                let i: tools::WriteFileInput = tools::parse(args).map_err(invalid)?;
-                m.write_file(t, &i.sandbox_id, &i.path, i.content.as_bytes())
-                    .await
-                    .map(|n| {
-                        structured(
-                            format!("wrote {n} bytes to {}", i.path),
-                            &json!({"path": i.path, "size_bytes": n}),
-                        )
-                    })
-            }
-            Builtin::ListFiles => {
-                let i: tools::ListFilesInput = tools::parse(args).map_err(invalid)?;
+            BuiltinCall::WriteFile(i) => m
+                .write_file(t, &i.sandbox_id, &i.path, i.content.as_bytes())
+                .await
+                .map(|n| {
+                    structured(
+                        format!("wrote {n} bytes to {}", i.path),
+                        &json!({"path": i.path, "size_bytes": n}),
+                    )
+                }),
+            BuiltinCall::ListFiles(i) => {
                 let path = i.path.unwrap_or_else(|| "/".into());
                 m.list_files(t, &i.sandbox_id, &path).await.map(|list| {
                     let mut text = String::new();
@@ -180,21 +141,18 @@ impl McpHandler {
                     structured(text, &list)
                 })
             }
-            Builtin::KillSandbox => {
-                let i: tools::KillSandboxInput = tools::parse(args).map_err(invalid)?;
-                m.delete(t, &i.sandbox_id).await.map(|()| {
-                    structured(
-                        format!("sandbox {} killed", i.sandbox_id),
-                        &json!({"sandbox_id": i.sandbox_id, "killed": true}),
-                    )
-                })
-            }
+            BuiltinCall::KillSandbox(i) => m.delete(t, &i.sandbox_id).await.map(|()| {
+                structured(
+                    format!("sandbox {} killed", i.sandbox_id),
+                    &json!({"sandbox_id": i.sandbox_id, "killed": true}),
+                )
+            }),
         };
-        Ok(out.unwrap_or_else(|e| {
+        out.unwrap_or_else(|e| {
             // Same code and message as the HTTP API; internal causes go to the log only.
             let e = ApiError::from(e);
             tool_error(e.code, &e.message)
-        }))
+        })
     }
 }
 
@@ -208,14 +166,30 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, McpError> {
         .ok_or_else(|| McpError::invalid_request("no authenticated caller for this request", None))
 }
 
+/// The trace id of the HTTP request's W3C `traceparent` header, for the audit log.
+fn trace_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    let tp = ctx
+        .extensions
+        .get::<Parts>()?
+        .headers
+        .get("traceparent")?
+        .to_str()
+        .ok()?;
+    let id = tp.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("corral", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "corral runs code in isolated, disposable Linux sandboxes. Call \
-                 create_sandbox first, pass its id to run_code, exec_command and the file \
-                 tools, and kill_sandbox when done (sandboxes also expire on their own).",
+                "corral runs code in isolated, disposable Linux sandboxes and calls approved \
+                 actions (capabilities) under policy. Call create_sandbox first, pass its id \
+                 to run_code, exec_command and the file tools, and kill_sandbox when done \
+                 (sandboxes also expire on their own). A call that needs an operator's \
+                 approval answers pending with an id: poll get_call_status, then repeat \
+                 the same call.",
             )
     }
 
@@ -224,10 +198,10 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        caller(&ctx)?;
-        Ok(ListToolsResult::with_all_items(
-            tools::BUILTINS.into_iter().map(Builtin::tool).collect(),
-        ))
+        let caller = caller(&ctx)?;
+        Ok(ListToolsResult::with_all_items(govern::visible_tools(
+            &self.st, &caller,
+        )))
     }
 
     async fn call_tool(
@@ -236,20 +210,53 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = caller(&ctx)?;
+        let gctx = govern::context(&caller, trace_id(&ctx));
+        // rmcp moves a request's `_meta` into the context; take either.
+        let mut meta_obj = (ctx.meta.0).0.clone();
+        if let Some(m) = &request.meta {
+            for (k, v) in &(m.0).0 {
+                meta_obj.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let meta = Some(&meta_obj);
+        let task = govern::task_id(meta);
+        let args = request.arguments.unwrap_or_default();
+        let invalid = |e: String| McpError::invalid_params(e, None);
+        if request.name == STATUS_TOOL {
+            let id = match args.get("id") {
+                Some(Value::String(id)) if args.len() == 1 => id.clone(),
+                _ => {
+                    return Err(invalid(
+                        "invalid arguments: give exactly {\"id\": STRING}".into(),
+                    ))
+                }
+            };
+            return Ok(govern::call_status(&self.st, &gctx, &id).into());
+        }
         let Some(tool) = Builtin::from_name(&request.name) else {
-            return Err(McpError::invalid_params(
-                format!(
+            // A capability: governance decides and records, visible to this agent or
+            // not. A name the catalog does not have is an unknown tool.
+            if self.st.policy.catalog().get(&request.name).is_none() {
+                return Err(invalid(format!(
                     "unknown tool {:?}; tools/list shows the tools",
                     request.name
-                ),
-                None,
-            ));
+                )));
+            }
+            return Ok(
+                govern::call_capability(&self.st, &gctx, &request.name, args, meta)
+                    .await
+                    .into(),
+            );
         };
-        let args = request.arguments.unwrap_or_default();
-        if let Err(denied) = self.gate(&caller, tool, tool.side_effect(), &args).await {
-            return Ok(denied.into());
+        let call = tools::parse_call(tool, Some(&args)).map_err(invalid)?;
+        match govern::authorize(&self.st, &gctx, tool, &args, task.as_deref()).await {
+            Gate::Refused(r) => Ok(r.into()),
+            Gate::Run(call_id) => {
+                let r = self.run_builtin(&caller, call).await;
+                govern::record(&self.st, &gctx, &call_id, tool, task.as_deref(), &r);
+                Ok(r.into())
+            }
         }
-        Ok(self.run_builtin(&caller, tool, Some(&args)).await?.into())
     }
 }
 

@@ -2,11 +2,13 @@
 //! router behind the same API keys as /v1 (the key's agent is the principal). `corral
 //! mcp` (stdio) is a bridge to this endpoint, so policy and audit stay in the daemon.
 //!
-//! - [`handler`]: tools/list and tools/call; every call passes one gate first.
+//! - [`handler`]: tools/list and tools/call: arguments checked, governance, the Manager.
+//! - [`govern`]: what an agent is shown, and every call through corral-govern.
 //! - [`tools`]: the builtin sandbox tools, their input schemas and side-effect classes.
 //! - [`guard`]: what rmcp does not do for us: JSON-RPC errors for malformed frames,
 //!   sessions bound to the key that opened them, a session limit per key, idle expiry.
 
+mod govern;
 mod guard;
 mod handler;
 mod tools;

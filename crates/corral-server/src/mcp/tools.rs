@@ -5,34 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use corral_types::api::{NetworkMode, RunCodeLanguage};
+use corral_types::api::{NetworkMode, RunCodeLanguage, SideEffect};
 use rmcp::model::{JsonObject, MetaObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-
-/// What a tool can change, as corral classifies it. This is what governance sees and
-/// what the MCP annotations are derived from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SideEffect {
-    /// Reads only.
-    ReadOnly,
-    /// Changes things inside the caller's own sandboxes, nothing outside them.
-    WriteLimited,
-    /// Changes things outside a sandbox, or cannot be undone.
-    #[allow(dead_code)] // no builtin tool is privileged; capabilities can be
-    Privileged,
-}
-
-impl SideEffect {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SideEffect::ReadOnly => "read_only",
-            SideEffect::WriteLimited => "write_limited",
-            SideEffect::Privileged => "privileged",
-        }
-    }
-}
 
 /// The builtin tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +165,54 @@ fn schema_of<T: JsonSchema>() -> JsonObject {
 
 /// Arguments into the tool's input type; a violation names the field and is answered
 /// as a JSON-RPC invalid-params error.
-pub(crate) fn parse<T: DeserializeOwned>(args: Option<&JsonObject>) -> Result<T, String> {
+fn parse<T: DeserializeOwned>(args: Option<&JsonObject>) -> Result<T, String> {
     let v = serde_json::Value::Object(args.cloned().unwrap_or_default());
     serde_json::from_value(v).map_err(|e| format!("invalid arguments: {e}"))
+}
+
+/// A builtin call with its arguments checked and typed.
+#[derive(Debug)]
+pub(crate) enum BuiltinCall {
+    CreateSandbox(CreateSandboxInput),
+    RunCode(RunCodeInput),
+    ExecCommand(ExecCommandInput),
+    ReadFile(ReadFileInput),
+    WriteFile(WriteFileInput),
+    ListFiles(ListFilesInput),
+    KillSandbox(KillSandboxInput),
+}
+
+/// `read_file` returns at most this much unless asked for less.
+pub(crate) const READ_DEFAULT_BYTES: u64 = 256 << 10;
+/// ... and never more than this: a tool result goes into a model's context.
+pub(crate) const READ_MAX_BYTES: u64 = 1 << 20;
+
+/// Checks `args` against `tool`'s input type (and the limits a schema cannot say);
+/// the reason is answered as a JSON-RPC invalid-params error, before governance.
+pub(crate) fn parse_call(tool: Builtin, args: Option<&JsonObject>) -> Result<BuiltinCall, String> {
+    Ok(match tool {
+        Builtin::CreateSandbox => BuiltinCall::CreateSandbox(parse(args)?),
+        Builtin::RunCode => BuiltinCall::RunCode(parse(args)?),
+        Builtin::ExecCommand => {
+            let i: ExecCommandInput = parse(args)?;
+            if matches!(&i.cmd, CommandLine::Argv(v) if v.is_empty()) {
+                return Err("invalid arguments: cmd is an empty list".into());
+            }
+            BuiltinCall::ExecCommand(i)
+        }
+        Builtin::ReadFile => {
+            let i: ReadFileInput = parse(args)?;
+            if i.max_bytes.is_some_and(|n| n == 0 || n > READ_MAX_BYTES) {
+                return Err(format!(
+                    "invalid arguments: max_bytes must be from 1 to {READ_MAX_BYTES}"
+                ));
+            }
+            BuiltinCall::ReadFile(i)
+        }
+        Builtin::WriteFile => BuiltinCall::WriteFile(parse(args)?),
+        Builtin::ListFiles => BuiltinCall::ListFiles(parse(args)?),
+        Builtin::KillSandbox => BuiltinCall::KillSandbox(parse(args)?),
+    })
 }
 
 /// `create_sandbox`.
@@ -328,7 +350,7 @@ mod tests {
                     assert_eq!(a.read_only_hint, Some(false));
                     assert_eq!(a.destructive_hint, Some(false));
                 }
-                SideEffect::Privileged => unreachable!("no privileged builtin"),
+                SideEffect::Privileged => panic!("no builtin is privileged"),
             }
         }
         let p = annotations(SideEffect::Privileged, false);
