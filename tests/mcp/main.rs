@@ -10,6 +10,7 @@ mod harness;
 
 mod frames;
 mod govern;
+mod killswitch;
 
 use std::process::Stdio;
 
