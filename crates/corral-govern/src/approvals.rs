@@ -182,6 +182,9 @@ impl Approvals {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        // Checkpoints run in the audit log's checkpoint thread; this is the fallback.
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(Approvals {
             db: Mutex::new(conn),

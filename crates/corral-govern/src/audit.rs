@@ -106,6 +106,34 @@ impl AuditEvent {
     }
 }
 
+/// Copies committed WAL pages of each database in `paths` into the database every
+/// 250 ms from a thread of its own (SQLite PASSIVE checkpoints: they never block a
+/// writer), so appends never pay for a checkpoint's fsyncs. Stops when `alive` is
+/// dropped.
+pub(crate) fn spawn_checkpointer(alive: std::sync::Weak<AuditLog>, paths: Vec<PathBuf>) {
+    let spawned = std::thread::Builder::new()
+        .name("corral-wal".into())
+        .spawn(move || {
+            let conns: Vec<Connection> = paths
+                .iter()
+                .filter_map(|p| Connection::open(p).ok())
+                .collect();
+            loop {
+                std::thread::sleep(Duration::from_millis(250));
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                for c in &conns {
+                    // Busy or failed: the next round (or SQLite's fallback) does it.
+                    let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("corral: no WAL checkpoint thread ({e}); SQLite checkpoints inline instead");
+    }
+}
+
 /// Where other parts of corral send what must be recorded.
 pub trait AuditSink: Send + Sync {
     /// Appends one record; its seq.
@@ -191,6 +219,10 @@ impl AuditLog {
         )
         .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        // Checkpoints run off the append path (see `spawn_checkpointer`); this is only
+        // the fallback if that thread is gone.
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         let last: Option<(u64, Vec<u8>)> = conn
             .query_row(

@@ -275,9 +275,16 @@ impl Governance {
         secrets: Arc<dyn SecretSource>,
     ) -> Result<Governance, GovernError> {
         let db = data_dir.join("govern.db");
+        let approvals = Approvals::open(&db, cfg.approval_ttl)?;
+        let idem = IdempotencyStore::open(&db)?;
+        // policy.db (the budget counters) too: its writers keep SQLite's default inline
+        // checkpoints, which this thread makes rare.
+        let mut wal = vec![audit.path().to_path_buf(), db];
+        wal.extend(Some(data_dir.join("policy.db")).filter(|p| p.exists()));
+        crate::audit::spawn_checkpointer(Arc::downgrade(&audit), wal);
         Ok(Governance {
-            approvals: Approvals::open(&db, cfg.approval_ttl)?,
-            idem: IdempotencyStore::open(&db)?,
+            approvals,
+            idem,
             audit,
             policy,
             runner,

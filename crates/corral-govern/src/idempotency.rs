@@ -85,6 +85,9 @@ impl IdempotencyStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        // Checkpoints run in the audit log's checkpoint thread; this is the fallback.
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(IdempotencyStore {
             db: Mutex::new(conn),

@@ -33,11 +33,12 @@ use crate::AppState;
 /// How often overdue approvals are expired and old idempotency records pruned.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
+/// What [`open`] makes: the policy core, the pipeline, and the runner it uses (which
+/// needs the daemon's state once it exists).
+pub(crate) type Opened = (Arc<PolicyCore>, Arc<Governance>, Arc<DaemonRunner>);
+
 /// Governance of a daemon: the policy core, the pipeline and the runner it uses.
-pub(crate) fn open(
-    data_dir: &std::path::Path,
-    manager: &Arc<Manager>,
-) -> Result<(Arc<PolicyCore>, Arc<Governance>, Arc<DaemonRunner>), String> {
+pub(crate) fn open(data_dir: &std::path::Path, manager: &Arc<Manager>) -> Result<Opened, String> {
     let core = PolicyCore::open(data_dir, PolicyConfig::default())
         .map_err(|e| format!("governance policy: {e}"))?;
     core.spawn_catalog_watcher();

@@ -74,11 +74,9 @@ fn report(r: &AuditVerifyResponse, expect_head: Option<&str>, json: bool) -> Exi
             r.head_seq, r.head_hash
         );
     } else {
-        let rate = if r.elapsed_ms > 0 {
-            r.records * 1000 / r.elapsed_ms
-        } else {
-            r.records
-        };
+        let rate = (r.records * 1000)
+            .checked_div(r.elapsed_ms)
+            .unwrap_or(r.records);
         println!(
             "ok: {} records, head {} ({}), {} ms ({} records/s)",
             r.records, r.head_seq, r.head_hash, r.elapsed_ms, rate
