@@ -197,3 +197,48 @@ fn allow_mode_survives_a_daemon_restart() {
     assert!(out.contains("is not allowed") && out.contains("gaierror"), "{out}");
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
+
+#[test]
+fn sandboxes_reach_neither_each_other_nor_the_hosts_services() {
+    let up = Upstream::new(1);
+    let d = start(&up, "");
+    let a = allow_sandbox(&d, &up, &["web.test:8080"]);
+    let b = allow_sandbox(&d, &up, &["web.test:8080"]);
+    // A service in B, and one on every address of the host (loopback and the
+    // sandboxes' gateway addresses included).
+    let v = d.exec(
+        &b,
+        &["sh", "-c", "cd /tmp && echo in-b > index.html && (python3 -m http.server 7000 >/dev/null 2>&1 &) ; sleep 0.5"],
+    );
+    assert_eq!(v["exit_code"], 0, "{v}");
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let hport = host.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in host.incoming().flatten() {
+            let mut c = c;
+            let _ = std::io::Write::write_all(&mut c, b"HTTP/1.0 200 OK\r\n\r\nhost-service");
+        }
+    });
+    let b_addr = sh(&d, &b, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").1;
+    let b_addr = b_addr.trim();
+    let gw = sh(&d, &a, "ip route show default | awk '{print $3}'").1;
+    let gw = gw.trim().to_string();
+    for (what, url) in [
+        ("the other sandbox", format!("http://{b_addr}:7000/")),
+        ("the host's gateway address", format!("http://{gw}:{hport}/")),
+    ] {
+        for proxy in ["", "--noproxy '*'"] {
+            let (_, out, err) = sh(&d, &a, &format!("curl -sS -m 5 {proxy} {url}"));
+            assert!(
+                !out.contains("in-b") && !out.contains("host-service") && out.contains("is not allowed"),
+                "{what} {proxy}: {out} {err}"
+            );
+        }
+    }
+    // The sandbox's own 127.0.0.1 is its own loopback, never the host's.
+    let (_, out, _) = sh(&d, &a, &format!("curl -sS -m 5 http://127.0.0.1:{hport}/ 2>&1"));
+    assert!(!out.contains("host-service"), "{out}");
+    for id in [a, b] {
+        d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+    }
+}
