@@ -45,18 +45,30 @@ fn allowed_names_work_with_curl_urllib_and_pip() {
     let id = allow_sandbox(&d, &up, &["api.test:8443", "web.test:8080"]);
     let sb: Value = d.call("GET", &format!("/v1/sandboxes/{id}"), None).json();
     assert_eq!(sb["network"], "allow", "{sb}");
-    assert_eq!(sb["network_allow"], json!(["api.test:8443", "web.test:8080"]));
+    assert_eq!(
+        sb["network_allow"],
+        json!(["api.test:8443", "web.test:8080"])
+    );
     let hello = "hello from upstream";
     for (what, script) in [
         // HTTPS_PROXY: CONNECT api.test:8443.
-        ("curl explicit https", "curl -fsS -m 10 --cacert /tmp/ca.pem https://api.test:8443/"),
+        (
+            "curl explicit https",
+            "curl -fsS -m 10 --cacert /tmp/ca.pem https://api.test:8443/",
+        ),
         // No proxy: corral's resolver, then transparent interception by SNI.
         (
             "curl transparent https",
             "curl -fsS -m 10 --noproxy '*' --cacert /tmp/ca.pem https://api.test:8443/",
         ),
-        ("curl explicit http", "curl -fsS -m 10 http://web.test:8080/"),
-        ("curl transparent http", "curl -fsS -m 10 --noproxy '*' http://web.test:8080/"),
+        (
+            "curl explicit http",
+            "curl -fsS -m 10 http://web.test:8080/",
+        ),
+        (
+            "curl transparent http",
+            "curl -fsS -m 10 --noproxy '*' http://web.test:8080/",
+        ),
         (
             "python urllib",
             "SSL_CERT_FILE=/tmp/ca.pem python3 -c \"import urllib.request; \
@@ -74,7 +86,10 @@ fn allowed_names_work_with_curl_urllib_and_pip() {
          --cert /tmp/ca.pem --index-url https://api.test:8443/simple/ -d /tmp/dl demo==1.0 \
          >/tmp/pip.log 2>&1; echo $?; ls /tmp/dl; tail -3 /tmp/pip.log",
     );
-    assert!(out.starts_with("0\n") && out.contains("demo-1.0-py3-none-any.whl"), "{out} {err}");
+    assert!(
+        out.starts_with("0\n") && out.contains("demo-1.0-py3-none-any.whl"),
+        "{out} {err}"
+    );
     // Every attempt is on the record, with bytes both ways and the deciding rule.
     let recs: Value = d
         .call("GET", &format!("/v1/sandboxes/{id}/egress"), None)
@@ -102,10 +117,18 @@ fn allowed_names_work_with_curl_urllib_and_pip() {
 fn denied_names_and_every_bypass_fail() {
     let up = Upstream::new(1);
     let d = start(&up, "egress_deny = [\"web.test\"]");
-    let id = allow_sandbox(&d, &up, &["api.test:8443", "web.test:8080", "localhost:8080"]);
+    let id = allow_sandbox(
+        &d,
+        &up,
+        &["api.test:8443", "web.test:8080", "localhost:8080"],
+    );
     let a = up.addr();
     // A denied name through the explicit proxy: a 403 that says why.
-    let (_, out, err) = sh(&d, &id, "curl -sS -m 10 --cacert /tmp/ca.pem https://denied.test:8443/");
+    let (_, out, err) = sh(
+        &d,
+        &id,
+        "curl -sS -m 10 --cacert /tmp/ca.pem https://denied.test:8443/",
+    );
     assert!(err.contains("403"), "{out} {err}");
     let (_, out, _) = sh(&d, &id, "curl -sS -m 10 http://denied.test:8080/");
     assert!(out.contains("is not allowed for this sandbox"), "{out}");
@@ -144,11 +167,18 @@ t("icmp", lambda: subprocess.run(["ping", "-c1", "-W1", "{a}"], capture_output=T
 print(json.dumps(out))
 "#
     );
-    let (_, out, err) = sh(&d, &id, &format!("python3 -c '{}'", probe.replace('\'', "'\\''")));
+    let (_, out, err) = sh(
+        &d,
+        &id,
+        &format!("python3 -c '{}'", probe.replace('\'', "'\\''")),
+    );
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out} {err}"));
     eprintln!("bypass probes: {v}");
     let host = v["dns_allowed"].as_str().unwrap();
-    assert!(host.starts_with("10.205."), "api.test resolves to the proxy: {v}");
+    assert!(
+        host.starts_with("10.205."),
+        "api.test resolves to the proxy: {v}"
+    );
     assert!(v["dns_denied"].as_str().unwrap().starts_with("ERR"), "{v}");
     assert_ne!(v["tcp_direct"], "tcp-ok", "{v}");
     assert!(v["udp_direct"].as_str().unwrap().starts_with("ERR"), "{v}");
@@ -157,9 +187,14 @@ print(json.dumps(out))
         .call("GET", &format!("/v1/sandboxes/{id}/egress"), None)
         .json();
     let recs = recs["records"].as_array().cloned().unwrap_or_default();
-    for (host, via) in [("denied.test", "connect"), ("denied.test", "dns"), ("localhost", "http_proxy")] {
+    for (host, via) in [
+        ("denied.test", "connect"),
+        ("denied.test", "dns"),
+        ("localhost", "http_proxy"),
+    ] {
         assert!(
-            recs.iter().any(|r| r["host"] == host && r["via"] == via && r["allowed"] == false),
+            recs.iter()
+                .any(|r| r["host"] == host && r["via"] == via && r["allowed"] == false),
             "{host} {via}: {recs:?}"
         );
     }
@@ -170,7 +205,11 @@ print(json.dumps(out))
         Some(&json!({"network": {"mode": "allow", "allow": ["a.*.com"]}})),
     );
     assert_eq!(r.assert_error(400), "invalid_argument");
-    let r = d.call("POST", "/v1/sandboxes", Some(&json!({"network": {"mode": "allow"}})));
+    let r = d.call(
+        "POST",
+        "/v1/sandboxes",
+        Some(&json!({"network": {"mode": "allow"}})),
+    );
     assert_eq!(r.assert_error(400), "invalid_argument");
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
@@ -184,17 +223,32 @@ fn allow_mode_survives_a_daemon_restart() {
     let denied = "curl -sS -m 10 http://api.test:8080/; \
                   python3 -c \"import socket; print(socket.gethostbyname('api.test'))\" 2>&1 | tail -1";
     let (code, out, err) = sh(&d, &id, ok);
-    assert_eq!((code, out.matches("hello from upstream").count()), (0, 2), "{err}");
+    assert_eq!(
+        (code, out.matches("hello from upstream").count()),
+        (0, 2),
+        "{err}"
+    );
     // kill -9: the sandbox lives on and the next daemon takes it over, rules included
     // (a new proxy port: the sandbox's HTTP_PROXY still works, as every connection is
     // redirected and the explicit protocol is recognised by its first bytes).
     d.restart();
     let sb: Value = d.call("GET", &format!("/v1/sandboxes/{id}"), None).json();
-    assert_eq!((&sb["state"], &sb["network"]), (&json!("running"), &json!("allow")), "{sb}");
+    assert_eq!(
+        (&sb["state"], &sb["network"]),
+        (&json!("running"), &json!("allow")),
+        "{sb}"
+    );
     let (code, out, err) = sh(&d, &id, ok);
-    assert_eq!((code, out.matches("hello from upstream").count()), (0, 2), "{err}");
+    assert_eq!(
+        (code, out.matches("hello from upstream").count()),
+        (0, 2),
+        "{err}"
+    );
     let (_, out, _) = sh(&d, &id, denied);
-    assert!(out.contains("is not allowed") && out.contains("gaierror"), "{out}");
+    assert!(
+        out.contains("is not allowed") && out.contains("gaierror"),
+        "{out}"
+    );
     d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
 }
 
@@ -219,24 +273,38 @@ fn sandboxes_reach_neither_each_other_nor_the_hosts_services() {
             let _ = std::io::Write::write_all(&mut c, b"HTTP/1.0 200 OK\r\n\r\nhost-service");
         }
     });
-    let b_addr = sh(&d, &b, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").1;
+    let b_addr = sh(
+        &d,
+        &b,
+        "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1",
+    )
+    .1;
     let b_addr = b_addr.trim();
     let gw = sh(&d, &a, "ip route show default | awk '{print $3}'").1;
     let gw = gw.trim().to_string();
     for (what, url) in [
         ("the other sandbox", format!("http://{b_addr}:7000/")),
-        ("the host's gateway address", format!("http://{gw}:{hport}/")),
+        (
+            "the host's gateway address",
+            format!("http://{gw}:{hport}/"),
+        ),
     ] {
         for proxy in ["", "--noproxy '*'"] {
             let (_, out, err) = sh(&d, &a, &format!("curl -sS -m 5 {proxy} {url}"));
             assert!(
-                !out.contains("in-b") && !out.contains("host-service") && out.contains("is not allowed"),
+                !out.contains("in-b")
+                    && !out.contains("host-service")
+                    && out.contains("is not allowed"),
                 "{what} {proxy}: {out} {err}"
             );
         }
     }
     // The sandbox's own 127.0.0.1 is its own loopback, never the host's.
-    let (_, out, _) = sh(&d, &a, &format!("curl -sS -m 5 http://127.0.0.1:{hport}/ 2>&1"));
+    let (_, out, _) = sh(
+        &d,
+        &a,
+        &format!("curl -sS -m 5 http://127.0.0.1:{hport}/ 2>&1"),
+    );
     assert!(!out.contains("host-service"), "{out}");
     for id in [a, b] {
         d.call("DELETE", &format!("/v1/sandboxes/{id}"), None);

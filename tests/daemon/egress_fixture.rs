@@ -80,7 +80,11 @@ fn ip(args: &[&str]) -> bool {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Upstream {
@@ -99,18 +103,34 @@ impl Upstream {
         std::fs::create_dir_all(u.dir.join("www")).unwrap();
         let d = u.dir.to_str().unwrap().to_string();
         let d = d.as_str();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         run(Command::new("openssl")
             .args(["req", "-x509"])
             .args(ec)
-            .args(["-keyout", &format!("{d}/ca.key"), "-out", &format!("{d}/ca.pem")])
+            .args([
+                "-keyout",
+                &format!("{d}/ca.key"),
+                "-out",
+                &format!("{d}/ca.pem"),
+            ])
             .args(["-days", "2", "-subj", "/CN=corral-test-ca"])
             .args(["-addext", "basicConstraints=critical,CA:TRUE"])
             .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
         run(Command::new("openssl")
             .args(["req"])
             .args(ec)
-            .args(["-keyout", &format!("{d}/srv.key"), "-out", &format!("{d}/srv.csr")])
+            .args([
+                "-keyout",
+                &format!("{d}/srv.key"),
+                "-out",
+                &format!("{d}/srv.csr"),
+            ])
             .args(["-subj", "/CN=api.test"]));
         std::fs::write(
             u.dir.join("ext"),
@@ -119,13 +139,37 @@ impl Upstream {
         .unwrap();
         run(Command::new("openssl")
             .args(["x509", "-req", "-in", &format!("{d}/srv.csr")])
-            .args(["-CA", &format!("{d}/ca.pem"), "-CAkey", &format!("{d}/ca.key")])
-            .args(["-CAcreateserial", "-out", &format!("{d}/srv.pem"), "-days", "2"])
+            .args([
+                "-CA",
+                &format!("{d}/ca.pem"),
+                "-CAkey",
+                &format!("{d}/ca.key"),
+            ])
+            .args([
+                "-CAcreateserial",
+                "-out",
+                &format!("{d}/srv.pem"),
+                "-days",
+                "2",
+            ])
             .args(["-extfile", &format!("{d}/ext")]));
-        run(Command::new("python3").args(["-c", MAKE_INDEX, &format!("{d}/www"), &big_mib.to_string()]));
+        run(Command::new("python3").args([
+            "-c",
+            MAKE_INDEX,
+            &format!("{d}/www"),
+            &big_mib.to_string(),
+        ]));
         assert!(ip(&["netns", "add", &u.ns]));
-        assert!(ip(&["link", "add", &u.veth, "type", "veth", "peer", "name", "up0", "netns", &u.ns]));
-        assert!(ip(&["addr", "add", &format!("198.19.{k}.1/30"), "dev", &u.veth]));
+        assert!(ip(&[
+            "link", "add", &u.veth, "type", "veth", "peer", "name", "up0", "netns", &u.ns
+        ]));
+        assert!(ip(&[
+            "addr",
+            "add",
+            &format!("198.19.{k}.1/30"),
+            "dev",
+            &u.veth
+        ]));
         assert!(ip(&["link", "set", &u.veth, "up"]));
         let addr = format!("198.19.{k}.2/30");
         for a in [
@@ -193,7 +237,10 @@ impl Drop for Upstream {
 pub fn wait_tcp(addr: &str) {
     let t0 = Instant::now();
     while TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "server {addr} never came up");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "server {addr} never came up"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -51,13 +51,27 @@ except Exception as e: print('UDP-FAIL', type(e).__name__)
     let out = env.run(&args, &["/bin/sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout} {stderr}"));
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout} {stderr}"));
     let inner = v["stdout"].as_str().unwrap_or("");
-    assert_eq!(inner.matches("hello from upstream").count(), 4, "{v} {stderr}");
-    assert!(inner.contains("DENIED-403") && inner.contains("DENIED-DNS"), "{v}");
-    assert!(!inner.contains("tcp-ok") && inner.contains("UDP-FAIL"), "{v}");
+    assert_eq!(
+        inner.matches("hello from upstream").count(),
+        4,
+        "{v} {stderr}"
+    );
+    assert!(
+        inner.contains("DENIED-403") && inner.contains("DENIED-DNS"),
+        "{v}"
+    );
+    assert!(
+        !inner.contains("tcp-ok") && inner.contains("UDP-FAIL"),
+        "{v}"
+    );
     // The helper reports denials on corral's stderr as they happen.
-    assert!(stderr.contains("corral: egress denied: denied.test:8443"), "{stderr}");
+    assert!(
+        stderr.contains("corral: egress denied: denied.test:8443"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -25,5 +25,9 @@ pub(crate) async fn records(
     Query(q): Query<EgressQuery>,
 ) -> ApiResult<Json<EgressRecordList>> {
     let limit = q.limit.unwrap_or(1000);
-    Ok(Json(st.manager.egress_records(&caller.tenant, &id, limit)?))
+    Ok(Json(st.manager.egress_records(
+        &caller.tenant,
+        &id,
+        limit,
+    )?))
 }
