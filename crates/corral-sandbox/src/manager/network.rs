@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use corral_net::{
-    Cidr, EgressConfig, EgressProxy, NetConfig, NetMode, NetPool, Network, Policy, RealExec,
-    Rule, SandboxEgress,
+    Cidr, EgressConfig, EgressProxy, NetConfig, NetMode, NetPool, Network, Policy, RealExec, Rule,
+    SandboxEgress,
 };
 use corral_types::api::NetworkMode;
 
@@ -251,9 +251,7 @@ impl Manager {
         let host = self.cfg.network.cidr.slot(slot).host;
         std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(&path, corral_net::resolv_conf(host)))
-            .map_err(|e| {
-                SandboxError::Internal(format!("writing {}: {e}", path.display()))
-            })?;
+            .map_err(|e| SandboxError::Internal(format!("writing {}: {e}", path.display())))?;
         Ok(path)
     }
 
@@ -322,7 +320,10 @@ impl Manager {
             e.unregister(self.cfg.network.cidr.slot(slot).sandbox);
         }
         let _ = std::fs::remove_file(
-            self.cfg.data_dir.join("net").join(format!("resolv-{slot}.conf")),
+            self.cfg
+                .data_dir
+                .join("net")
+                .join(format!("resolv-{slot}.conf")),
         );
         if let Ok(p) = self.net_pool() {
             let _ = tokio::task::spawn_blocking(move || p.release(slot)).await;
