@@ -54,7 +54,11 @@ fn csv_in_chart_and_summary_out_of_a_python_sandbox() {
 
     let png = std::fs::read(results.path().join("chart.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 5_000, "a chart of 4 bars is more than {} bytes", png.len());
+    assert!(
+        png.len() > 5_000,
+        "a chart of 4 bars is more than {} bytes",
+        png.len()
+    );
     let read = |f: &str| -> Value {
         serde_json::from_slice(&std::fs::read(results.path().join(f)).unwrap()).unwrap()
     };

@@ -66,7 +66,10 @@ fn a_debian_base_is_built_offline_and_runs_sandboxes() {
     assert!(out.status.success(), "{stderr}");
     // Progress: debootstrap's own lines, as it goes.
     assert!(stderr.contains("I: Configuring"), "{stderr}");
-    assert!(stderr.contains("Base system installed successfully"), "{stderr}");
+    assert!(
+        stderr.contains("Base system installed successfully"),
+        "{stderr}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("debian:1 tpl-"),
         "{}",
@@ -98,7 +101,8 @@ fn a_debian_base_is_built_offline_and_runs_sandboxes() {
         "{r}"
     );
     assert_eq!(
-        d.call("DELETE", &format!("/v1/sandboxes/{id}"), None).status,
+        d.call("DELETE", &format!("/v1/sandboxes/{id}"), None)
+            .status,
         204
     );
     d.assert_clean(0);
@@ -111,7 +115,12 @@ fn a_failed_debootstrap_leaves_nothing() {
     std::fs::write(junk.path(), b"not a tarball").unwrap();
     let out = debootstrap(
         &d.data_dir(),
-        &["--name", "broken", "--tarball", junk.path().to_str().unwrap()],
+        &[
+            "--name",
+            "broken",
+            "--tarball",
+            junk.path().to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{stderr}");

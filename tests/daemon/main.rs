@@ -7,14 +7,14 @@ mod common;
 mod harness;
 
 mod cli;
-mod egress;
-mod egress_fixture;
 mod code_interpreter;
 mod debootstrap;
+mod egress;
+mod egress_fixture;
 mod exec;
 mod files;
-mod govern_policy;
 mod govern_audit;
+mod govern_policy;
 mod lifecycle;
 mod network;
 mod openapi_check;

@@ -1154,7 +1154,10 @@ fn live_responses_match_the_openapi_document() {
         (c.call(&d, None, "GET", "/v1/secrets", None), 401),
         (c.call(&d, k, "GET", "/v1/secrets/OA", None), 404),
         (c.call(&d, k, "DELETE", "/v1/secrets/OA", None), 404),
-        (c.call(&d, k, "PUT", "/v1/secrets/bad-name", Some(&sec)), 400),
+        (
+            c.call(&d, k, "PUT", "/v1/secrets/bad-name", Some(&sec)),
+            400,
+        ),
     ];
     for (r, want) in &mut serrs {
         assert!(!r.text().contains("v-openapi"), "{}", r.text());
@@ -1204,47 +1207,146 @@ fn live_responses_match_the_openapi_document() {
     // Governance policy: each route's success status and an error for each.
     let pol = r#"@id("all") permit (principal, action == Action::"call", resource);"#;
     expect(&c.call(&d, k, "GET", "/v1/capabilities", None), 200);
-    expect(&c.call(&d, k, "GET", "/v1/capabilities/read_file", None), 200);
+    expect(
+        &c.call(&d, k, "GET", "/v1/capabilities/read_file", None),
+        200,
+    );
     let cap = json!({"name": "oa_cap", "description": "d", "side_effect": "read_only",
         "category": "oa", "input_schema": {"type": "object"},
         "target": {"kind": "sandbox", "template": "host", "command": ["true"]}});
-    expect(&c.call(&d, k, "PUT", "/v1/capabilities/oa_cap", Some(&cap)), 200);
-    expect(&c.call(&d, k, "POST", "/v1/policies", Some(&json!({"text": pol}))), 201);
+    expect(
+        &c.call(&d, k, "PUT", "/v1/capabilities/oa_cap", Some(&cap)),
+        200,
+    );
+    expect(
+        &c.call(&d, k, "POST", "/v1/policies", Some(&json!({"text": pol}))),
+        201,
+    );
     expect(&c.call(&d, k, "GET", "/v1/policies", None), 200);
     expect(&c.call(&d, k, "GET", "/v1/policies/2", None), 200);
-    expect(&c.call(&d, k, "GET", "/v1/policies/diff?from=1&to=2", None), 200);
-    expect(&c.call(&d, k, "PUT", "/v1/policies/shadow", Some(&json!({"version": 1}))), 200);
+    expect(
+        &c.call(&d, k, "GET", "/v1/policies/diff?from=1&to=2", None),
+        200,
+    );
+    expect(
+        &c.call(
+            &d,
+            k,
+            "PUT",
+            "/v1/policies/shadow",
+            Some(&json!({"version": 1})),
+        ),
+        200,
+    );
     expect(&c.call(&d, k, "DELETE", "/v1/policies/shadow", None), 204);
     expect(&c.call(&d, k, "POST", "/v1/policies/rollback", None), 200);
     expect(&c.call(&d, k, "POST", "/v1/policies/2/activate", None), 200);
     let ks = json!({"scope": "capability", "target": "oa_cap", "reason": "r"});
     expect(&c.call(&d, k, "PUT", "/v1/kill-switches", Some(&ks)), 200);
     expect(&c.call(&d, k, "GET", "/v1/kill-switches", None), 200);
-    expect(&c.call(&d, k, "DELETE", "/v1/kill-switches?scope=capability&target=oa_cap", None), 204);
+    expect(
+        &c.call(
+            &d,
+            k,
+            "DELETE",
+            "/v1/kill-switches?scope=capability&target=oa_cap",
+            None,
+        ),
+        204,
+    );
     let lim = json!({"limits": {"tenant_calls_per_day": 100}});
     expect(&c.call(&d, k, "PUT", "/v1/budgets/t-one", Some(&lim)), 200);
     expect(&c.call(&d, k, "GET", "/v1/budgets", None), 200);
-    expect(&c.call(&d, k, "POST", "/v1/tasks/oa-task/usage", Some(&json!({"tokens": 3}))), 200);
+    expect(
+        &c.call(
+            &d,
+            k,
+            "POST",
+            "/v1/tasks/oa-task/usage",
+            Some(&json!({"tokens": 3})),
+        ),
+        200,
+    );
     let steps = json!({"steps": [{"tool": "oa_cap", "args": {}}]});
     expect(&c.call(&d, k, "POST", "/v1/plans", Some(&steps)), 200);
     let mut perrs = vec![
         (c.call(&d, None, "GET", "/v1/capabilities", None), 401),
         (c.call(&d, k, "GET", "/v1/capabilities/nope", None), 404),
-        (c.call(&d, k, "PUT", "/v1/capabilities/other", Some(&cap)), 400),
-        (c.call(&d, k, "POST", "/v1/policies", Some(&json!({"text": "permit ("}))), 400),
+        (
+            c.call(&d, k, "PUT", "/v1/capabilities/other", Some(&cap)),
+            400,
+        ),
+        (
+            c.call(
+                &d,
+                k,
+                "POST",
+                "/v1/policies",
+                Some(&json!({"text": "permit ("})),
+            ),
+            400,
+        ),
         (c.call(&d, None, "GET", "/v1/policies", None), 401),
         (c.call(&d, k, "GET", "/v1/policies/99", None), 404),
         (c.call(&d, k, "GET", "/v1/policies/diff?from=1", None), 400),
-        (c.call(&d, k, "PUT", "/v1/policies/shadow", Some(&json!({"version": 99}))), 404),
+        (
+            c.call(
+                &d,
+                k,
+                "PUT",
+                "/v1/policies/shadow",
+                Some(&json!({"version": 99})),
+            ),
+            404,
+        ),
         (c.call(&d, None, "DELETE", "/v1/policies/shadow", None), 401),
         (c.call(&d, k, "POST", "/v1/policies/99/activate", None), 404),
         (c.call(&d, None, "GET", "/v1/kill-switches", None), 401),
-        (c.call(&d, k, "PUT", "/v1/kill-switches", Some(&json!({"scope": "agent", "target": "x"}))), 400),
-        (c.call(&d, k, "DELETE", "/v1/kill-switches?scope=tenant&target=none", None), 404),
+        (
+            c.call(
+                &d,
+                k,
+                "PUT",
+                "/v1/kill-switches",
+                Some(&json!({"scope": "agent", "target": "x"})),
+            ),
+            400,
+        ),
+        (
+            c.call(
+                &d,
+                k,
+                "DELETE",
+                "/v1/kill-switches?scope=tenant&target=none",
+                None,
+            ),
+            404,
+        ),
         (c.call(&d, None, "GET", "/v1/budgets", None), 401),
-        (c.call(&d, k, "PUT", "/v1/budgets/t-one", Some(&json!({"limits": {"degrade_at_percent": 0}}))), 400),
-        (c.call(&d, k, "POST", "/v1/tasks/oa-task/usage", Some(&json!({"tokens": "x"}))), 400),
-        (c.call(&d, k, "POST", "/v1/plans", Some(&json!({"steps": "x"}))), 400),
+        (
+            c.call(
+                &d,
+                k,
+                "PUT",
+                "/v1/budgets/t-one",
+                Some(&json!({"limits": {"degrade_at_percent": 0}})),
+            ),
+            400,
+        ),
+        (
+            c.call(
+                &d,
+                k,
+                "POST",
+                "/v1/tasks/oa-task/usage",
+                Some(&json!({"tokens": "x"})),
+            ),
+            400,
+        ),
+        (
+            c.call(&d, k, "POST", "/v1/plans", Some(&json!({"steps": "x"}))),
+            400,
+        ),
     ];
     // Rolled back to 1, then 2 activated: one step back again, then none.
     expect(&c.call(&d, k, "POST", "/v1/policies/rollback", None), 200);

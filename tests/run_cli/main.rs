@@ -8,10 +8,10 @@ mod common;
 mod helpers;
 
 mod bad_input;
+mod basics;
 mod egress;
 #[path = "../daemon/egress_fixture.rs"]
 mod egress_fixture;
-mod basics;
 mod environment;
 mod exit_status;
 mod limits;

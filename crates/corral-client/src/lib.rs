@@ -20,9 +20,9 @@ mod files;
 mod govern_audit;
 mod govern_policy;
 mod http;
-mod secrets;
 mod mcp;
 mod ports;
+mod secrets;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -36,11 +36,11 @@ use corral_types::api::{
 };
 use corral_types::RunResult;
 pub use error::ClientError;
-pub use govern_audit::AuditListParams;
-pub use mcp::McpAnswer;
 use futures_util::Stream;
+pub use govern_audit::AuditListParams;
 use http::{encode, Transport};
 use hyper::Method;
+pub use mcp::McpAnswer;
 pub use ports::PortStream;
 
 /// Filters and paging of [`Client::list_sandboxes`].

@@ -36,13 +36,16 @@ mod policy;
 mod store;
 mod versions;
 
-pub use crate::core::{
-    CallCheck, Evaluation, PolicyAuditHook, PolicyConfig, PolicyCore, PolicyCoreError,
-    PolicyEvent, CATALOG_POLL, DEFAULT_POLICY,
-};
 pub use budget::{BudgetError, DEFAULT_DEGRADE_AT_PERCENT, DEFAULT_TENANT};
-pub use catalog::{builtin_tools, ArgsRejection, Catalog, CatalogEntry, CatalogError, BUILTIN_CATEGORY};
+pub use catalog::{
+    builtin_tools, ArgsRejection, Catalog, CatalogEntry, CatalogError, BUILTIN_CATEGORY,
+};
 pub use killswitch::KillSwitchError;
 pub use plan::MAX_PLAN_STEPS;
 pub use policy::{CompiledBundle, PolicyError, APPROVAL_ANNOTATION};
 pub use store::StoreError;
+
+pub use crate::core::{
+    CallCheck, Evaluation, PolicyAuditHook, PolicyConfig, PolicyCore, PolicyCoreError, PolicyEvent,
+    CATALOG_POLL, DEFAULT_POLICY,
+};

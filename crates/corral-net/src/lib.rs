@@ -17,8 +17,8 @@
 #![forbid(unsafe_code)]
 
 mod addr;
-mod dns;
 mod broker;
+mod dns;
 mod error;
 mod exec;
 mod network;
@@ -40,8 +40,8 @@ pub use pool::NetPool;
 pub use proxy::{
     parse_list as parse_egress_rules, proxy_env, resolv_conf, ClientIo, ClientStream, ConnInfo,
     EgressConfig, EgressPorts, EgressProxy, EgressRecord, InterceptFuture, Intercepted,
-    Interceptor, Policy, PolicyError, ProxyError, Resolve, Rule, SandboxEgress, Upstream,
-    Verdict, Via,
+    Interceptor, Policy, PolicyError, ProxyError, Resolve, Rule, SandboxEgress, Upstream, Verdict,
+    Via,
 };
 pub use run::RunNet;
 pub use secrets::{

@@ -232,18 +232,20 @@ impl AuthStore {
             })
             .optional()
             .map_err(|e| self.db_err(e))?;
-        Ok(row.and_then(|(key_id, tenant, role, max_sb, max_mem, name)| {
-            Some(Caller {
-                agent: name.unwrap_or_else(|| key_id.clone()),
-                key_id,
-                tenant,
-                role: parse_role(&role)?,
-                quota: TenantQuota {
-                    max_sandboxes: max_sb.map(|v| v as u64),
-                    max_memory_bytes: max_mem.map(|v| v as u64),
-                },
-            })
-        }))
+        Ok(
+            row.and_then(|(key_id, tenant, role, max_sb, max_mem, name)| {
+                Some(Caller {
+                    agent: name.unwrap_or_else(|| key_id.clone()),
+                    key_id,
+                    tenant,
+                    role: parse_role(&role)?,
+                    quota: TenantQuota {
+                        max_sandboxes: max_sb.map(|v| v as u64),
+                        max_memory_bytes: max_mem.map(|v| v as u64),
+                    },
+                })
+            }),
+        )
     }
 
     /// Creates a tenant; quotas absent from the request get the defaults.

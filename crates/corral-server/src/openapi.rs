@@ -7,21 +7,17 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use corral_types::api::{
-    BudgetLimitsRequest, BudgetList, Capability, CapabilityList, KillSwitchList,
-    KillSwitchRequest, KillSwitchSetResponse, PlanRequest, PlanResponse, PolicyDiff, PolicyList,
-    PolicyPublishRequest, PolicyVersion, ShadowRequest, TaskUsage, TaskUsageRequest,
-};
-use corral_types::api::{
     Approval, ApprovalDecisionRequest, ApprovalList, AuditList, AuditRecord, AuditVerifyResponse,
-    CallRequest, CallResponse,
-};
-use corral_types::api::{
-    EgressRecordList, ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse, HealthResponse,
-    KeyCreateRequest, KeyCreateResponse, KeyList, MkdirRequest, ProcessInfo, ProcessList,
-    ProcessOutput, PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
-    SandboxCreateRequest, SandboxList, SignalRequest, Snapshot, SnapshotList, StdinWriteRequest,
-    Template, TemplateBuildRequest, TemplateImportRequest, TemplateList, Tenant,
-    TenantCreateRequest, TenantList, TimeoutRequest, WatchEvent,
+    BudgetLimitsRequest, BudgetList, CallRequest, CallResponse, Capability, CapabilityList,
+    EgressRecordList, ExecEvent, ExecRequest, FileEntry, FileList, FileWriteResponse,
+    HealthResponse, KeyCreateRequest, KeyCreateResponse, KeyList, KillSwitchList,
+    KillSwitchRequest, KillSwitchSetResponse, MkdirRequest, PlanRequest, PlanResponse, PolicyDiff,
+    PolicyList, PolicyPublishRequest, PolicyVersion, ProcessInfo, ProcessList, ProcessOutput,
+    PtyClientMessage, PtyServerMessage, RenameRequest, RunCodeRequest, Sandbox,
+    SandboxCreateRequest, SandboxList, ShadowRequest, SignalRequest, Snapshot, SnapshotList,
+    StdinWriteRequest, TaskUsage, TaskUsageRequest, Template, TemplateBuildRequest,
+    TemplateImportRequest, TemplateList, Tenant, TenantCreateRequest, TenantList, TimeoutRequest,
+    WatchEvent,
 };
 use corral_types::{ErrorBody, RunResult};
 use schemars::generate::SchemaSettings;

@@ -98,7 +98,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/calls/{id}", get(crate::govern_audit::get_call))
         .route("/v1/approvals", get(crate::govern_audit::list_approvals))
         .route("/v1/approvals/{id}", get(crate::govern_audit::get_approval))
-        .route("/v1/approvals/{id}/approve", post(crate::govern_audit::approve))
+        .route(
+            "/v1/approvals/{id}/approve",
+            post(crate::govern_audit::approve),
+        )
         .route("/v1/approvals/{id}/deny", post(crate::govern_audit::deny))
         .route("/v1/audit", get(crate::govern_audit::list_audit))
         .route("/v1/audit/export", get(crate::govern_audit::export_audit))
@@ -115,7 +118,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/policies",
             post(crate::govern_policy::publish_policy).get(crate::govern_policy::list_policies),
         )
-        .route("/v1/policies/diff", get(crate::govern_policy::diff_policies))
+        .route(
+            "/v1/policies/diff",
+            get(crate::govern_policy::diff_policies),
+        )
         .route(
             "/v1/policies/rollback",
             post(crate::govern_policy::rollback_policy),
@@ -125,7 +131,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(crate::govern_policy::set_shadow)
                 .delete(crate::govern_policy::clear_shadow),
         )
-        .route("/v1/policies/{version}", get(crate::govern_policy::get_policy))
+        .route(
+            "/v1/policies/{version}",
+            get(crate::govern_policy::get_policy),
+        )
         .route(
             "/v1/policies/{version}/activate",
             post(crate::govern_policy::activate_policy),

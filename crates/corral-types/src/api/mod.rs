@@ -30,11 +30,11 @@ pub use govern_audit::{
 };
 pub use govern_policy::{
     BudgetLimits, BudgetLimitsRequest, BudgetList, Capability, CapabilityList, CapabilityTarget,
-    Compensation, DecisionEffect, DecisionRecord, KillSwitch, KillSwitchClearQuery,
-    KillSwitchList, KillSwitchRequest, KillSwitchScope, KillSwitchSetResponse, PlanRequest,
-    PlanResponse, PlanStep, PlanStepDecision, PolicyChange, PolicyDiff, PolicyList,
-    PolicyPublishRequest, PolicyText, PolicyVersion, ShadowDecision, ShadowRequest, SideEffect,
-    TaskUsage, TaskUsageRequest, TenantBudget,
+    Compensation, DecisionEffect, DecisionRecord, KillSwitch, KillSwitchClearQuery, KillSwitchList,
+    KillSwitchRequest, KillSwitchScope, KillSwitchSetResponse, PlanRequest, PlanResponse, PlanStep,
+    PlanStepDecision, PolicyChange, PolicyDiff, PolicyList, PolicyPublishRequest, PolicyText,
+    PolicyVersion, ShadowDecision, ShadowRequest, SideEffect, TaskUsage, TaskUsageRequest,
+    TenantBudget,
 };
 pub use keys::{
     KeyCreateRequest, KeyCreateResponse, KeyInfo, KeyList, Role, Tenant, TenantCreateRequest,
