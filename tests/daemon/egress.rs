@@ -198,6 +198,24 @@ print(json.dumps(out))
             "{host} {via}: {recs:?}"
         );
     }
+    // The same decisions are in the audit log (written by a thread of the daemon's, so
+    // wait for them), and the chain still verifies.
+    let audited = |host: &str, via: &str| {
+        let all = d.call("GET", "/v1/audit?limit=1000", None).json();
+        all["records"].as_array().unwrap().iter().any(|r| {
+            r["kind"] == "egress"
+                && r["payload"]["sandbox_id"] == id.as_str()
+                && r["payload"]["host"] == host
+                && r["payload"]["via"] == via
+                && r["payload"]["allowed"] == false
+                && r["payload"]["reason"].is_string()
+        })
+    };
+    d.wait_for("egress decisions in the audit log", || {
+        audited("denied.test", "connect") && audited("localhost", "http_proxy")
+    });
+    let v = d.call("GET", "/v1/audit/verify", None).json();
+    assert_eq!(v["ok"], true, "{v}");
     // Bad rules are refused with 400.
     let r = d.call(
         "POST",

@@ -1355,6 +1355,119 @@ fn live_responses_match_the_openapi_document() {
         r.assert_error(*want);
     }
 
+    // Governed calls, approvals and the audit log (the default bundle is active again:
+    // read_only permitted, privileged needs approval).
+    let priv_cap = json!({"name": "oa_priv", "description": "d", "side_effect": "privileged",
+        "category": "oa", "input_schema": {"type": "object"},
+        "compensation": {"rollback": "none", "owner": "oa"},
+        "target": {"kind": "sandbox", "template": "host", "command": ["true"]}});
+    expect(
+        &c.call(&d, k, "PUT", "/v1/capabilities/oa_priv", Some(&priv_cap)),
+        200,
+    );
+    let call = |cap: &str, key: &str| json!({"capability": cap, "args": {}, "task_id": "oa-calls", "idempotency_key": key});
+    expect(
+        &c.call(&d, k, "POST", "/v1/calls", Some(&call("oa_cap", "k0"))),
+        200,
+    );
+    let pending = c.call(&d, k, "POST", "/v1/calls", Some(&call("oa_priv", "k1")));
+    expect(&pending, 202);
+    let ap1 = pending.json()["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pending2 = c.call(&d, k, "POST", "/v1/calls", Some(&call("oa_priv", "k2")));
+    expect(&pending2, 202);
+    let ap2 = pending2.json()["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expect(
+        &c.call(&d, k, "GET", &format!("/v1/calls/{ap1}"), None),
+        200,
+    );
+    expect(
+        &c.call(&d, k, "GET", "/v1/approvals?status=pending", None),
+        200,
+    );
+    expect(
+        &c.call(&d, k, "GET", &format!("/v1/approvals/{ap1}"), None),
+        200,
+    );
+    let why = json!({"reason": "ok"});
+    expect(
+        &c.call(
+            &d,
+            k,
+            "POST",
+            &format!("/v1/approvals/{ap1}/approve"),
+            Some(&why),
+        ),
+        200,
+    );
+    expect(
+        &c.call(
+            &d,
+            k,
+            "POST",
+            &format!("/v1/approvals/{ap2}/deny"),
+            Some(&why),
+        ),
+        200,
+    );
+    // A kill-switched capability: denied, with the CallResponse saying why.
+    let ks = json!({"scope": "capability", "target": "oa_cap", "reason": "r"});
+    expect(&c.call(&d, k, "PUT", "/v1/kill-switches", Some(&ks)), 200);
+    let denied = c.call(&d, k, "POST", "/v1/calls", Some(&call("oa_cap", "k3")));
+    expect(&denied, 403);
+    assert_eq!(
+        denied.json()["error"]["code"],
+        "kill_switch",
+        "{}",
+        denied.text()
+    );
+    expect(&c.call(&d, k, "GET", "/v1/audit?task=oa-calls", None), 200);
+    expect(
+        &c.call(&d, k, "GET", "/v1/audit/export?task=oa-calls", None),
+        200,
+    );
+    expect(&c.call(&d, k, "GET", "/v1/audit/verify", None), 200);
+    let mut gerrs = vec![
+        (
+            c.call(&d, k, "POST", "/v1/calls", Some(&json!({"capability": 1}))),
+            400,
+        ),
+        (c.call(&d, k, "GET", "/v1/calls/nope", None), 404),
+        (
+            c.call(&d, k, "GET", "/v1/approvals?status=bogus", None),
+            400,
+        ),
+        (c.call(&d, k, "GET", "/v1/approvals/nope", None), 404),
+        (
+            c.call(&d, k, "POST", "/v1/approvals/nope/approve", Some(&why)),
+            404,
+        ),
+        (
+            c.call(&d, k, "POST", "/v1/approvals/nope/deny", Some(&why)),
+            404,
+        ),
+        (c.call(&d, k, "GET", "/v1/audit?limit=0", None), 400),
+        (c.call(&d, k, "GET", "/v1/audit/export", None), 400),
+        (c.call(&d, None, "GET", "/v1/audit/verify", None), 401),
+    ];
+    for (r, want) in &mut gerrs {
+        r.assert_error(*want);
+    }
+    // A sandbox's egress records (none: it has no network), and an unknown sandbox.
+    let eg = d.create(json!({}));
+    expect(
+        &c.call(&d, k, "GET", &format!("/v1/sandboxes/{eg}/egress"), None),
+        200,
+    );
+    c.call(&d, k, "GET", "/v1/sandboxes/sb-nope/egress", None)
+        .assert_error(404);
+    d.call("DELETE", &format!("/v1/sandboxes/{eg}"), None);
+
     c.finish();
 
     // Every documented operation, with each success status and an error, was

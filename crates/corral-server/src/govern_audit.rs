@@ -80,6 +80,57 @@ pub(crate) fn record_lifecycle(
     }
 }
 
+/// Records every egress decision of mode allow (allowed or denied, with the deciding
+/// rule and bytes; credential-broker alerts are denied records) in the audit log, from
+/// the proxy's record stream, on a thread of its own so a burst never stalls the
+/// runtime. Records the stream dropped because the log fell behind are themselves
+/// recorded (with how many), so the trail shows the gap instead of hiding it.
+pub(crate) fn spawn_egress_recorder(manager: &Manager, gov: &Arc<Governance>) {
+    let Some(proxy) = manager.egress_proxy() else {
+        return;
+    };
+    let mut rx = proxy.subscribe();
+    let audit = gov.audit().clone();
+    let spawned = std::thread::Builder::new()
+        .name("corral-egress-audit".into())
+        .spawn(move || loop {
+            use tokio::sync::broadcast::error::RecvError;
+            let ev = match rx.blocking_recv() {
+                Ok(r) => corral_govern::AuditEvent::new(
+                    corral_types::api::AuditKind::Egress,
+                    r.tenant.clone(),
+                    serde_json::json!({
+                        "sandbox_id": r.sandbox,
+                        "host": r.host,
+                        "port": r.port,
+                        "via": r.via.as_str(),
+                        "method": r.method,
+                        "path": r.path,
+                        "bytes_up": r.bytes_up,
+                        "bytes_down": r.bytes_down,
+                        "allowed": r.allowed,
+                        "rule": r.rule,
+                        "reason": r.reason,
+                    }),
+                )
+                .agent("corral"),
+                Err(RecvError::Lagged(n)) => corral_govern::AuditEvent::new(
+                    corral_types::api::AuditKind::Egress,
+                    "",
+                    serde_json::json!({"records_lost": n, "why": "the audit log fell behind the egress proxy"}),
+                )
+                .agent("corral"),
+                Err(RecvError::Closed) => return,
+            };
+            if let Err(e) = corral_govern::AuditSink::append(audit.as_ref(), ev) {
+                eprintln!("corral: audit: cannot record an egress decision: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("corral: warning: egress decisions are not audited: {e}");
+    }
+}
+
 /// Expires overdue approvals (a denial, recorded) while the daemon runs.
 pub(crate) fn spawn_sweeper(gov: &Arc<Governance>) {
     let weak: Weak<Governance> = Arc::downgrade(gov);

@@ -142,6 +142,7 @@ where
     });
     runner.set_state(&state);
     govern_audit::spawn_sweeper(&state.govern);
+    govern_audit::spawn_egress_recorder(&state.manager, &state.govern);
     let app = routes::router(state);
     let tls = match &cfg.tls {
         Some(files) => Some(tls::load_config(&files.cert, &files.key)?),

@@ -166,7 +166,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     r!("get", "/v1/secrets/{name}", "getSecret", "One secret's metadata (never its value).", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<corral_types::api::Secret>))]),
     r!("delete", "/v1/secrets/{name}", "deleteSecret", "Remove a secret (operator or admin); sandboxes holding its placeholder can no longer use it.", auth: true, query: &[], body: ReqBody::None, ok: [(204, Resp::Empty)]),
     r!("post", "/v1/calls", "callCapability", "Call a capability through the governance pipeline (schema, kill switch, budget, policy, approval, idempotency, audit). 200 completed or failed (the target's answer), 202 pending approval / approved / in progress, 403 denied; the body is a CallResponse in every case.", auth: true, query: &[], body: ReqBody::Json(s::<CallRequest>),
-        ok: [(200, Resp::Json(s::<CallResponse>)), (202, Resp::Json(s::<CallResponse>))]),
+        ok: [(200, Resp::Json(s::<CallResponse>)), (202, Resp::Json(s::<CallResponse>)), (403, Resp::Json(s::<CallResponse>))]),
     r!("get", "/v1/calls/{id}", "getCall", "Where a pending call stands, by the approval id its answer gave; once the approved call ran, its stored result.", auth: true, query: &[], body: ReqBody::None, ok: [(200, Resp::Json(s::<CallResponse>))]),
     r!("get", "/v1/approvals", "listApprovals", "Approval requests of the tenant (operator; admin: every tenant), oldest first.", auth: true,
         query: &[("status", "Only this status: pending, approved, denied, expired, used.", false), ("limit", "At most this many, 1-1000 (default 100).", false)],
