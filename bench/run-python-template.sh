@@ -26,18 +26,8 @@ ensure_corral "$repo"
 
 tmp=$(mktemp -d -t corral-bench-python.XXXXXX)
 cleanup() {
-	local rc=$? pid
-	if [[ -f $tmp/serve/pid ]]; then
-		pid=$(<"$tmp/serve/pid")
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	for cg in /sys/fs/cgroup/*/corral-bench-*-serve; do
-		[[ -d $cg ]] && rmdir "$cg" 2>/dev/null || true
-	done
-	unmount_under "$tmp"
-	rm -rf --one-file-system -- "$tmp"
+	local rc=$?
+	stop_daemon_and_remove "$tmp"
 	exit "$rc"
 }
 trap cleanup EXIT

@@ -54,3 +54,21 @@ unmount_under() {
 		umount -l "$mp" 2>/dev/null || true
 	done < <(awk -v d="$dir" 'index($2, d "/") == 1 || $2 == d { print $2 }' /proc/self/mounts | sort -r)
 }
+
+# stop_daemon_and_remove DIR : stop the benchmark daemon whose pid is in DIR/serve/pid
+# (TERM, then KILL after 20 s), remove the daemons' cgroups, unmount anything below
+# DIR, then remove DIR. For the EXIT trap of the scripts that start a daemon.
+stop_daemon_and_remove() {
+	local dir=$1 pid cg
+	if [[ -f $dir/serve/pid ]]; then
+		pid=$(<"$dir/serve/pid")
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	for cg in /sys/fs/cgroup/*/corral-bench-*-serve; do
+		[[ -d $cg ]] && rmdir "$cg" 2>/dev/null || true
+	done
+	unmount_under "$dir"
+	rm -rf --one-file-system -- "$dir"
+}

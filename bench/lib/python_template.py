@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon_api import Daemon  # noqa: E402
 from mdblock import replace_block  # noqa: E402
 from oneshot import HEADER, corral_rev, pct  # noqa: E402
+from templates import interleaved_creates  # noqa: E402
 
 BEGIN, END = "<!-- python-template:begin -->", "<!-- python-template:end -->"
 SECTION = "## Templates: the shipped `python` recipe"
@@ -64,17 +65,7 @@ def main() -> int:
             raise SystemExit(f"the rebuild was not all cached: {r.stderr}")
     d.start()
     c = d.client()
-    samples: dict[str, list[float]] = {"host": [], "python": []}
-    for i in range(a.warmup + a.iters):
-        for name in ("host", "python") if i % 2 == 0 else ("python", "host"):
-            t = time.perf_counter_ns()
-            sid = c.json("POST", "/v1/sandboxes", {"template": name})["id"]
-            r = c.json("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["/usr/bin/true"]})
-            ns = time.perf_counter_ns() - t
-            assert r["exit_code"] == 0, r
-            c.json("DELETE", f"/v1/sandboxes/{sid}", ok=(204,))
-            if i >= a.warmup:
-                samples[name].append(ns / 1e6)
+    samples = interleaved_creates(c, ("host", "python"), a.warmup, a.iters)
     # One real import, to show the template works, not just starts.
     sid = c.json("POST", "/v1/sandboxes", {"template": "python"})["id"]
     r = c.json("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": [
