@@ -1,65 +1,78 @@
 #!/usr/bin/env python3
-"""Create latency with networking (mode open, pre-built namespace pool) versus
-without (mode none), interleaved on one daemon, both without the warm sandbox pool so
-the difference is the network alone; plus `none` from the warm sandbox pool for scale.
-Loopback API traffic only; the sandboxes send nothing."""
-import json, os, statistics, subprocess, sys, tempfile, time, urllib.request
+"""Create latency with networking versus without, on one daemon: mode `none`, mode
+`open` and mode `allow` (namespaces pre-built per mode), interleaved, the warm sandbox
+pool off so the difference is the network alone; plus `none` from the warm sandbox
+pool for scale. Loopback API traffic only; the sandboxes send nothing (the allow rule
+names a host nobody resolves).
+
+    bench/net.py CORRAL ITERS   -> one JSON line of p50s in ms
+"""
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from daemon_api import Daemon  # noqa: E402
 
 corral, iters = sys.argv[1], int(sys.argv[2])
+WARMUP = 3
+BODIES = {
+    "none": {},
+    "open": {"network": {"mode": "open"}},
+    "allow": {"network": {"mode": "allow", "allow": ["pypi.org"]}},
+}
 
-def start(pool, tmp):
-    data = os.path.join(tmp, "data")
-    cfg = os.path.join(tmp, "corral.toml")
-    with open(cfg, "w") as f:
-        f.write(f'pool_size = {pool}\ncgroup_parent = "corral-bench-net"\nruntime_dir = "{tmp}/run"\n'
-                f'[network]\ncidr = "10.203.240.0/22"\npool_size = 4\n')
-    p = subprocess.Popen([corral, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
-                          "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    addr_file = os.path.join(data, "listen.addr")
-    for _ in range(600):
-        if os.path.exists(addr_file) and open(addr_file).read().strip():
-            break
-        time.sleep(0.05)
-    key = open(os.path.join(data, "admin-key")).read().strip()
-    return p, "http://" + open(addr_file).read().strip(), key
 
-def call(base, key, method, path, body=None):
-    req = urllib.request.Request(base + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": "Bearer " + key,
-                                          "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"{}")
+def daemon(tmp: str, name: str, pool: int) -> Daemon:
+    d = Daemon(corral, tmp, name, pool)
+    with open(d.config, "a", encoding="utf-8") as f:
+        # A pool of its own, apart from the default and from the tests'.
+        f.write('[network]\ncidr = "10.203.240.0/22"\npool_size = 4\n')
+    d.start()
+    return d
 
-def measure(base, key, body):
+
+def create_delete(c, body) -> float:
     t = time.perf_counter()
-    sid = call(base, key, "POST", "/v1/sandboxes", body)["id"]
+    sid = c.json("POST", "/v1/sandboxes", body)["id"]
     dt = (time.perf_counter() - t) * 1000
-    call(base, key, "DELETE", f"/v1/sandboxes/{sid}")
+    c.json("DELETE", f"/v1/sandboxes/{sid}")
     return dt
+
 
 res = {}
 with tempfile.TemporaryDirectory() as tmp:
-    p, base, key = start(0, tmp)
-    time.sleep(1)
-    none, open_ = [], []
-    for i in range(iters + 3):
-        a = measure(base, key, {})
-        time.sleep(0.05)
-        b = measure(base, key, {"network": {"mode": "open"}})
-        time.sleep(0.05)
-        if i >= 3:
-            none.append(a); open_.append(b)
-    p.terminate(); p.wait()
-res["none_cold"] = statistics.median(none)
-res["open_cold"] = statistics.median(open_)
-with tempfile.TemporaryDirectory() as tmp:
-    p, base, key = start(4, tmp)
-    time.sleep(2)
-    warm = []
-    for i in range(iters):
-        warm.append(measure(base, key, {}))
-        time.sleep(0.15)
-    p.terminate(); p.wait()
-res["none_warm"] = statistics.median(warm)
+    d = daemon(tmp, "cold", 0)
+    try:
+        c = d.client()
+        time.sleep(1)
+        samples = {k: [] for k in BODIES}
+        for i in range(iters + WARMUP):
+            for mode, body in BODIES.items():
+                dt = create_delete(c, body)
+                # Let the pool refill in the background before the next create.
+                time.sleep(0.05)
+                if i >= WARMUP:
+                    samples[mode].append(dt)
+        for mode, xs in samples.items():
+            res[f"{mode}_cold"] = statistics.median(xs)
+    finally:
+        d.stop()
+        d.remove_cgroup_parent()
+    d = daemon(tmp, "warm", 4)
+    try:
+        c = d.client()
+        time.sleep(2)
+        warm = []
+        for _ in range(iters):
+            warm.append(create_delete(c, {}))
+            time.sleep(0.15)
+        res["none_warm"] = statistics.median(warm)
+    finally:
+        d.stop()
+        d.remove_cgroup_parent()
 print(json.dumps({k: round(v, 2) for k, v in res.items()}))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create with networking (mode open, pooled namespaces) versus without (mode none),
-# interleaved on one daemon without the warm sandbox pool; p50 of POST /v1/sandboxes.
+# Create with networking (modes open and allow, namespaces pre-built per mode) versus
+# without (mode none), interleaved on one daemon without the warm sandbox pool; p50 of
+# POST /v1/sandboxes.
 #   BENCH_ITERS=60   measured rounds
 # Run as root from the repository root after `cargo build --release`. Loopback only.
 set -euo pipefail

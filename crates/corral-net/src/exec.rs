@@ -106,4 +106,17 @@ pub(crate) mod fake {
             Ok(String::new())
         }
     }
+
+    /// A shared recorder, so a test keeps a handle on the calls.
+    impl Exec for std::sync::Arc<Recorder> {
+        fn run(
+            &self,
+            what: &str,
+            program: &str,
+            args: &[&str],
+            stdin: Option<&str>,
+        ) -> Result<String, NetError> {
+            self.as_ref().run(what, program, args, stdin)
+        }
+    }
 }

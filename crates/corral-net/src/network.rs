@@ -166,9 +166,10 @@ impl Network {
     }
 
     /// Builds slot `slot`: the namespace (loopback up), the veth pair with its
-    /// addresses, the sandbox's default route via the host end; in `open` when `open`.
-    /// On failure whatever was made is removed again.
-    pub fn build(&self, slot: u32, open: bool) -> Result<Lease, NetError> {
+    /// addresses, the sandbox's default route via the host end; its veth in the set of
+    /// `mode` (none: in no set, so it reaches nothing yet). On failure whatever was
+    /// made is removed again.
+    pub fn build(&self, slot: u32, mode: Option<NetMode>) -> Result<Lease, NetError> {
         let l = self.lease(slot);
         let ns = netns_name(&self.cfg.tag, slot);
         let root = format!(
@@ -200,8 +201,8 @@ impl Network {
                 &["-n", &ns, "-batch", "-"],
                 Some(&inside),
             )?;
-            if open {
-                self.set_open(slot, true)?;
+            if mode.is_some() {
+                self.set_mode(slot, mode)?;
             }
             Ok(())
         })();
@@ -212,11 +213,6 @@ impl Network {
                 Err(e)
             }
         }
-    }
-
-    /// Adds slot's veth to (or removes it from) the `open` set.
-    pub fn set_open(&self, slot: u32, open: bool) -> Result<(), NetError> {
-        self.set_mode(slot, open.then_some(NetMode::Open))
     }
 
     /// Puts slot's veth in exactly the set of `mode` (none: in no set, so it reaches
@@ -339,20 +335,6 @@ mod tests {
     use super::*;
     use crate::exec::fake::Recorder;
 
-    #[derive(Debug)]
-    struct Shared(Arc<Recorder>);
-    impl Exec for Shared {
-        fn run(
-            &self,
-            what: &str,
-            program: &str,
-            args: &[&str],
-            stdin: Option<&str>,
-        ) -> Result<String, NetError> {
-            self.0.run(what, program, args, stdin)
-        }
-    }
-
     fn net(tag: &str, cidr: &str, links: &str) -> (Network, Arc<Recorder>) {
         let rec = Arc::new(Recorder {
             links: links.into(),
@@ -365,7 +347,7 @@ mod tests {
                 deny: vec![],
                 egress: None,
             },
-            Box::new(Shared(rec.clone())),
+            Box::new(rec.clone()),
         )
         .unwrap();
         (n, rec)
@@ -394,7 +376,7 @@ mod tests {
     #[test]
     fn build_makes_namespace_veth_route_and_open_element() {
         let (n, rec) = net("ab12c", "10.203.0.0/16", "");
-        let l = n.build(1, true).unwrap();
+        let l = n.build(1, Some(NetMode::Open)).unwrap();
         assert_eq!(l.addrs.sandbox.to_string(), "10.203.0.6");
         let calls = rec.calls.lock().unwrap().clone();
         assert_eq!(
@@ -433,7 +415,7 @@ mod tests {
                 deny: vec![],
                 egress: Some(EgressPorts { proxy: 1, dns: 2 }),
             },
-            Box::new(Shared(rec.clone())),
+            Box::new(rec.clone()),
         )
         .unwrap();
         n.set_mode(4, Some(NetMode::Allow)).unwrap();

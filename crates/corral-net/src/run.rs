@@ -66,12 +66,12 @@ impl RunNet {
                 Box::new(RealExec),
             )?;
             net.recover(&[], &[])?;
-            let built = net.build(slot, egress.is_none()).and_then(|l| {
-                if egress.is_some() {
-                    net.set_mode(slot, Some(NetMode::Allow))?;
-                }
-                Ok(l)
-            });
+            let mode = if egress.is_some() {
+                NetMode::Allow
+            } else {
+                NetMode::Open
+            };
+            let built = net.build(slot, Some(mode));
             let lease = match built {
                 Ok(l) => l,
                 Err(e) => {
