@@ -15,7 +15,11 @@ Authorization header + the whole 2 KiB response (the client's clock, inside the
 sandbox for pass and broker), plus a keep-alive series (requests 2..N on one
 connection). No packet leaves the machine: the names resolve through the daemon's
 static map to the benchmark's own namespace."""
-import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from daemon_api import Daemon  # noqa: E402
 
 corral, iters = sys.argv[1], int(sys.argv[2])
 NS, VETH, HOST, UP = "cbrk-up", "cbrkv0", "198.19.251.1", "198.19.251.2"
@@ -107,33 +111,16 @@ def upstream(d):
 
 
 def start(tmp, ca):
-    data = os.path.join(tmp, "data")
-    cfg = os.path.join(tmp, "corral.toml")
-    with open(cfg, "w") as f:
-        f.write(f'pool_size = 0\ncgroup_parent = "corral-bench-broker"\nruntime_dir = "{tmp}/run"\n'
-                f'[network]\ncidr = "10.203.244.0/24"\npool_size = 2\nupstream_ca = "{ca}"\n'
+    d = Daemon(corral, tmp, "daemon", 0)
+    with open(d.config, "a", encoding="utf-8") as f:
+        f.write(f'[network]\ncidr = "10.203.244.0/24"\npool_size = 2\nupstream_ca = "{ca}"\n'
                 f'resolve = {{ "api.test" = "{UP}" }}\n')
-    p = subprocess.Popen([corral, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--config", cfg],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    addr_file = os.path.join(data, "listen.addr")
-    for _ in range(600):
-        if os.path.exists(addr_file) and open(addr_file).read().strip():
-            break
-        time.sleep(0.05)
-    key = open(os.path.join(data, "admin-key")).read().strip()
-    return p, "http://" + open(addr_file).read().strip(), key
+    d.start()
+    return d, d.client()
 
 
-def call(base, key, method, path, body=None):
-    req = urllib.request.Request(base + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"{}")
-
-
-def in_sandbox(base, key, sid, args):
-    out = call(base, key, "POST", f"/v1/sandboxes/{sid}/exec",
+def in_sandbox(c, sid, args):
+    out = c.json("POST", f"/v1/sandboxes/{sid}/exec",
                {"cmd": ["python3", "-c", CLIENT, *args], "timeout_s": 300})
     if out.get("exit_code") != 0:
         raise SystemExit(f"client failed in {sid}: {out.get('stderr')}")
@@ -144,15 +131,15 @@ tmp = tempfile.mkdtemp(prefix="corral-bench-broker-")
 server = daemon = None
 try:
     server = upstream(tmp)
-    daemon, base, key = start(tmp, f"{tmp}/ca.pem")
+    daemon, c = start(tmp, f"{tmp}/ca.pem")
     time.sleep(1)
-    placeholder = call(base, key, "PUT", "/v1/secrets/API",
+    placeholder = c.json("PUT", "/v1/secrets/API",
                        {"value": "sk-bench-0123456789abcdef", "hosts": ["api.test:8444"]})["placeholder"]
     net = {"mode": "allow", "allow": ["api.test:8444"]}
-    plain = call(base, key, "POST", "/v1/sandboxes", {"network": net})["id"]
-    brok = call(base, key, "POST", "/v1/sandboxes", {"network": net, "secrets": ["API"]})["id"]
+    plain = c.json("POST", "/v1/sandboxes", {"network": net})["id"]
+    brok = c.json("POST", "/v1/sandboxes", {"network": net, "secrets": ["API"]})["id"]
     # The passthrough sandbox verifies the server's own certificate (the test CA).
-    call(base, key, "POST", f"/v1/sandboxes/{plain}/exec",
+    c.json("POST", f"/v1/sandboxes/{plain}/exec",
          {"cmd": ["sh", "-c", 'printf "%s" "$0" > /tmp/ca.pem', open(f"{tmp}/ca.pem").read()]})
     res = {"direct": {"fresh": [], "keep": []}, "pass": {"fresh": [], "keep": []},
            "broker": {"fresh": [], "keep": []}}
@@ -160,8 +147,8 @@ try:
     rounds = max(1, iters // batch)
     for r in range(rounds + 1):
         d = json.loads(sh("python3", "-c", CLIENT, UP, f"{tmp}/ca.pem", "x", str(batch), str(keep)).stdout)
-        p = in_sandbox(base, key, plain, ["", "/tmp/ca.pem", "x", str(batch), str(keep)])
-        b = in_sandbox(base, key, brok, ["", "/etc/ssl/certs/corral/bundle.pem", placeholder,
+        p = in_sandbox(c, plain, ["", "/tmp/ca.pem", "x", str(batch), str(keep)])
+        b = in_sandbox(c, brok, ["", "/etc/ssl/certs/corral/bundle.pem", placeholder,
                                          str(batch), str(keep)])
         if r == 0:
             continue  # warm-up: caches, leaf minting, page cache
@@ -180,8 +167,8 @@ try:
     print(json.dumps(out))
 finally:
     if daemon:
-        daemon.terminate()
-        daemon.wait()
+        daemon.stop()
+        daemon.remove_cgroup_parent()
     if server:
         server.kill()
         server.wait()
