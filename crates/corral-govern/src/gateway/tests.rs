@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::audit::AuditQuery;
+use crate::catalog::ArgsRejection;
 
 #[derive(Debug, Default)]
 pub(crate) struct FakePolicy {
