@@ -24,5 +24,6 @@ mod recipe_egress;
 mod recipes;
 mod restart;
 mod secrets;
+mod template_builds;
 mod templates;
 mod tls;

@@ -24,6 +24,7 @@ mod mcp;
 mod ports;
 mod secrets;
 mod stream;
+mod templates;
 
 use std::collections::BTreeMap;
 

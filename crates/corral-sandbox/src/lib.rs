@@ -12,6 +12,7 @@ mod templates;
 pub use manager::{
     remove_template, spawn_main, template_users, ListQuery, LiveOutput, LiveProcess, Manager,
     ManagerConfig, NetSettings, PortError, PtyInput, PtyRequest, PtySession, SandboxError,
+    TemplateSettings,
 };
 pub use template::{resolve_template, TemplateError};
 pub use templates::{

@@ -84,6 +84,18 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/templates/build", post(templates::build))
         .route(
+            "/v1/templates/builds",
+            post(templates::start_build).get(templates::list_builds),
+        )
+        .route(
+            "/v1/templates/builds/{id}",
+            get(templates::get_build).delete(templates::cancel_build),
+        )
+        .route(
+            "/v1/templates/builds/{id}/events",
+            get(templates::build_events),
+        )
+        .route(
             "/v1/templates/{name}",
             get(templates::get).delete(templates::delete),
         )

@@ -179,7 +179,7 @@ pub(crate) fn main(args: SandboxArgs) -> ExitCode {
         let json = args.conn.json;
         match args.cmd {
             SandboxCmd::Create(opts) => {
-                show_created(&c.create_sandbox(&opts.request(None)).await?, json)
+                show_created(&create_waiting(&c, &opts.request(None)).await?, json)
             }
             SandboxCmd::Fork { snapshot, opts } => show_created(
                 &c.create_sandbox(&opts.request(Some(snapshot))).await?,
@@ -230,6 +230,27 @@ pub(crate) fn main(args: SandboxArgs) -> ExitCode {
             SandboxCmd::PortForward { id, ports } => port_forward::run(&c, &id, ports).await,
         }
     })
+}
+
+/// Creates a sandbox; when its template is a shipped recipe being built on first use
+/// (`template_building`), follows the build's progress on stderr and retries once it
+/// succeeded.
+async fn create_waiting(c: &Client, req: &SandboxCreateRequest) -> anyhow::Result<Sandbox> {
+    let mut followed = Vec::new();
+    loop {
+        match c.create_sandbox(req).await {
+            Err(e) => match e.template_build_id() {
+                Some(id) if !followed.iter().any(|f: &String| f == id) && followed.len() < 3 => {
+                    let id = id.to_string();
+                    eprintln!("corral: {e}");
+                    crate::cli_template::follow_build(c, &id).await?;
+                    followed.push(id);
+                }
+                _ => return Err(e.into()),
+            },
+            Ok(sb) => return Ok(sb),
+        }
+    }
 }
 
 fn show_created(sb: &Sandbox, json: bool) -> anyhow::Result<ExitCode> {

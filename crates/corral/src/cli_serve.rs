@@ -51,6 +51,37 @@ struct FileConfig {
     keep_sandboxes_on_shutdown: Option<bool>,
     #[serde(default)]
     network: NetworkKeys,
+    #[serde(default)]
+    templates: TemplateKeys,
+}
+
+/// `[templates]`: shipped recipes built on first use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateKeys {
+    build_on_first_use: Option<bool>,
+    debootstrap_mirror: Option<String>,
+    debootstrap_tarball: Option<PathBuf>,
+    recipes_dir: Option<PathBuf>,
+}
+
+fn template_settings(t: TemplateKeys) -> anyhow::Result<corral_sandbox::TemplateSettings> {
+    for (key, p) in [
+        ("templates.debootstrap_tarball", &t.debootstrap_tarball),
+        ("templates.recipes_dir", &t.recipes_dir),
+    ] {
+        if let Some(p) = p {
+            if !p.is_absolute() {
+                bail!("{key}: {} must be an absolute path", p.display());
+            }
+        }
+    }
+    Ok(corral_sandbox::TemplateSettings {
+        build_on_first_use: t.build_on_first_use.unwrap_or(true),
+        debootstrap_mirror: t.debootstrap_mirror,
+        debootstrap_tarball: t.debootstrap_tarball,
+        recipes_dir: t.recipes_dir,
+    })
 }
 
 /// `[network]`: sandbox networks (mode `open`).
@@ -115,6 +146,7 @@ struct Defaults {
 struct Resolved {
     server: ServerConfig,
     manager: ManagerConfig,
+    templates: corral_sandbox::TemplateSettings,
 }
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
@@ -145,6 +177,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let manager: Arc<Manager> = Manager::start(resolved.manager)
             .await
             .context("cannot start the sandbox manager")?;
+        manager.set_template_settings(resolved.templates);
         let served =
             corral_server::serve(resolved.server, manager.clone(), shutdown_signal()).await;
         eprintln!("corral: shutting down");
@@ -187,7 +220,9 @@ fn resolve(file: FileConfig, args: &ServeArgs, corral_exe: PathBuf) -> anyhow::R
         bail!("defaults.pids must be at least 2");
     }
     let network = network_settings(file.network)?;
+    let templates = template_settings(file.templates)?;
     Ok(Resolved {
+        templates,
         server: ServerConfig {
             listen,
             data_dir: args.data_dir.clone(),

@@ -11,8 +11,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use corral_client::Client;
 use corral_sandbox::{BuildEvent, BuildRequest, TemplateSource, TemplateStore};
-use corral_types::api::Template;
+use corral_types::api::{Template, TemplateBuildEvent, TemplateBuildState};
+use futures_util::StreamExt;
 
 use crate::{paths, EXIT_CORRAL_ERROR};
 
@@ -113,6 +115,28 @@ enum TemplateCommand {
         /// NAME or NAME:VERSION.
         template: String,
     },
+    /// Build jobs of a running daemon (`corral serve`): list them, show one, follow
+    /// its progress, or cancel it.
+    Builds {
+        /// A build id (`tb_...`); none: list them, newest first.
+        id: Option<String>,
+        /// Show the build's progress from the start and wait for its end (exit 0 when
+        /// it succeeded).
+        #[arg(long, requires = "id")]
+        follow: bool,
+        /// Cancel the build (admin key).
+        #[arg(long, requires = "id", conflicts_with = "follow")]
+        cancel: bool,
+        /// Daemon URL [env: CORRAL_URL; default http://127.0.0.1:7070].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// API key [env: CORRAL_API_KEY; default: DATA_DIR/admin-key].
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Trust this CA certificate (PEM) for an https daemon [env: CORRAL_CA_CERT].
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+    },
 }
 
 pub(crate) fn main(args: TemplateArgs) -> ExitCode {
@@ -126,6 +150,22 @@ pub(crate) fn main(args: TemplateArgs) -> ExitCode {
 }
 
 fn run(args: TemplateArgs) -> anyhow::Result<()> {
+    if let TemplateCommand::Builds {
+        id,
+        follow,
+        cancel,
+        url,
+        key,
+        ca_cert,
+    } = args.command
+    {
+        let c = remote_client(url, key, ca_cert, args.data_dir)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        return rt.block_on(builds(&c, id, follow, cancel, args.json));
+    }
     let dir = args.data_dir.unwrap_or_else(paths::state_dir);
     let store = TemplateStore::new(&dir, paths::ID_MAP_BASE);
     match args.command {
@@ -248,6 +288,7 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
             let t: Template = store.get(&template)?;
             println!("{}", serde_json::to_string_pretty(&t)?);
         }
+        TemplateCommand::Builds { .. } => {}
         TemplateCommand::Rm { template } => {
             let removed = corral_sandbox::remove_template(&dir, paths::ID_MAP_BASE, &template)
                 .with_context(|| format!("cannot remove template {template}"))?;
@@ -311,4 +352,155 @@ fn size(b: u64) -> String {
     } else {
         format!("{:.1} KiB", b as f64 / 1024.0)
     }
+}
+
+/// A client of the daemon for `template builds`: --url/--key/--ca-cert, their
+/// environment variables, or the data directory's admin key.
+fn remote_client(
+    url: Option<String>,
+    key: Option<String>,
+    ca: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Client> {
+    let url = url
+        .or_else(|| std::env::var("CORRAL_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:7070".to_string());
+    let key = match key.or_else(|| std::env::var("CORRAL_API_KEY").ok()) {
+        Some(k) => k,
+        None => {
+            let dir = data_dir
+                .or_else(|| std::env::var_os("CORRAL_DATA_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
+            let file = dir.join("admin-key");
+            std::fs::read_to_string(&file)
+                .with_context(|| {
+                    format!(
+                        "no API key: pass --key, set CORRAL_API_KEY, or make {} readable",
+                        file.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(
+        match ca.or_else(|| std::env::var_os("CORRAL_CA_CERT").map(PathBuf::from)) {
+            Some(path) => {
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+                Client::with_ca_pem(&url, &key, &pem)?
+            }
+            None => Client::new(&url, &key)?,
+        },
+    )
+}
+
+async fn builds(
+    c: &Client,
+    id: Option<String>,
+    follow: bool,
+    cancel: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(id) = id else {
+        let list = c.list_template_builds(None, None).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(());
+        }
+        println!(
+            "{:<22} {:<20} {:<12} {:<10} {:>6}  CREATED",
+            "ID", "NAME", "SOURCE", "STATE", "STEP"
+        );
+        for b in list.builds {
+            println!(
+                "{:<22} {:<20} {:<12} {:<10} {:>6}  {}",
+                b.id,
+                b.name,
+                b.source,
+                state_word(b.state),
+                format!("{}/{}", b.step, b.total),
+                b.created_at
+            );
+        }
+        return Ok(());
+    };
+    if follow {
+        let t = follow_build(c, &id).await?;
+        print_template(&t, json)?;
+        return Ok(());
+    }
+    let b = if cancel {
+        c.cancel_template_build(&id).await?
+    } else {
+        c.get_template_build(&id).await?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+    } else {
+        println!(
+            "{} {} ({}): {} step {}/{}",
+            b.id,
+            b.name,
+            b.source,
+            state_word(b.state),
+            b.step,
+            b.total
+        );
+        if let Some(t) = &b.template {
+            print_template(t, false)?;
+        }
+        if let Some(e) = &b.error {
+            println!("error ({}): {}", e.code, e.message);
+        }
+    }
+    Ok(())
+}
+
+fn state_word(s: TemplateBuildState) -> &'static str {
+    match s {
+        TemplateBuildState::Queued => "queued",
+        TemplateBuildState::Running => "running",
+        TemplateBuildState::Succeeded => "succeeded",
+        TemplateBuildState::Failed => "failed",
+        TemplateBuildState::Cancelled => "cancelled",
+    }
+}
+
+/// Follows a build job's events with progress on stderr (like a local build's); the
+/// template when it succeeded, an error naming why when it failed or was cancelled.
+pub(crate) async fn follow_build(c: &Client, id: &str) -> anyhow::Result<Template> {
+    let mut events = c.template_build_events(id).await?;
+    while let Some(e) = events.next().await {
+        match e? {
+            TemplateBuildEvent::Phase { text } => eprintln!("build {id}: {text}"),
+            TemplateBuildEvent::Step {
+                step,
+                total,
+                text,
+                cached,
+            } => {
+                let shown: String = text.chars().take(100).collect();
+                let state = if cached { "cached " } else { "running" };
+                eprintln!("step {step}/{total} {state} {shown}");
+            }
+            TemplateBuildEvent::Output { line } => eprintln!("  | {line}"),
+            TemplateBuildEvent::StepDone { step, elapsed_ms } => {
+                if elapsed_ms >= 100 {
+                    eprintln!("step {step} done in {:.2} s", elapsed_ms as f64 / 1000.0);
+                }
+            }
+            TemplateBuildEvent::Dropped { lines } => {
+                eprintln!("  | ({lines} earlier lines not kept)")
+            }
+            TemplateBuildEvent::Done { template } => return Ok(template),
+            TemplateBuildEvent::Failed { code, message } => {
+                anyhow::bail!("template build {id} failed ({code}): {message}")
+            }
+            TemplateBuildEvent::Cancelled => anyhow::bail!("template build {id} was cancelled"),
+        }
+    }
+    anyhow::bail!(
+        "the daemon ended the progress of build {id} early; see `corral template builds {id}`"
+    )
 }

@@ -70,8 +70,12 @@ fn main() -> ExitCode {
     // `corral __build`: the daemon's single-threaded template builder (recipes' RUN,
     // with egress to the hosts a recipe names through a `corral __egress` helper).
     if std::env::args_os().nth(1).is_some_and(|a| a == "__build") {
-        let egress = std::sync::Arc::new(cli_egress::BuildEgress::default());
-        return ExitCode::from(corral_sandbox::build_main(Some(egress)).clamp(0, 255) as u8);
+        // The daemon's `[network] resolve` map comes with the job.
+        let egress = |resolve| {
+            std::sync::Arc::new(cli_egress::BuildEgress { resolve })
+                as std::sync::Arc<dyn corral_sandbox::BuildNetwork>
+        };
+        return ExitCode::from(corral_sandbox::build_main(egress).clamp(0, 255) as u8);
     }
     // `corral __egress`: the egress proxy of one `corral run --net allow=...`.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__egress") {

@@ -16,6 +16,10 @@ pub enum SandboxError {
     /// The sandbox is in the wrong state for this (409), e.g. paused.
     #[error("{0}")]
     Conflict(String),
+    /// The template is being built (first use of a shipped recipe): the message names
+    /// the build to follow; retry when it is done (409, code `template_building`).
+    #[error("{0}")]
+    TemplateBuilding(String),
     /// The tenant's quota would be exceeded (429).
     #[error("{0}")]
     QuotaExceeded(String),
@@ -38,6 +42,7 @@ impl SandboxError {
             SandboxError::NotFound(_) => "not_found",
             SandboxError::PermissionDenied(_) => "permission_denied",
             SandboxError::Conflict(_) => "conflict",
+            SandboxError::TemplateBuilding(_) => "template_building",
             SandboxError::QuotaExceeded(_) => "quota_exceeded",
             SandboxError::NoSpace(_) => "no_space",
             SandboxError::Unavailable(_) => "unavailable",
@@ -51,7 +56,7 @@ impl SandboxError {
             SandboxError::InvalidRequest(_) => 400,
             SandboxError::NotFound(_) => 404,
             SandboxError::PermissionDenied(_) => 403,
-            SandboxError::Conflict(_) => 409,
+            SandboxError::Conflict(_) | SandboxError::TemplateBuilding(_) => 409,
             SandboxError::QuotaExceeded(_) => 429,
             SandboxError::NoSpace(_) => 507,
             SandboxError::Unavailable(_) => 503,

@@ -21,6 +21,7 @@ mod secrets;
 mod snapshot;
 mod spawn;
 mod store;
+mod template_builds;
 mod templates;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,7 @@ pub use error::SandboxError;
 pub use network::NetSettings;
 pub use ports::PortError;
 pub use spawn::spawn_main;
+pub use template_builds::TemplateSettings;
 pub use templates::{remove_template, template_users};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -164,6 +166,8 @@ pub struct Manager {
     /// The credential broker, set once the egress proxy runs (unset: sandboxes with
     /// secrets are refused).
     broker: std::sync::OnceLock<Arc<corral_net::Broker>>,
+    /// Template build jobs (template_builds.rs).
+    template_builds: template_builds::Builds,
     me: Weak<Manager>,
 }
 
@@ -198,6 +202,7 @@ impl Manager {
             egress: std::sync::OnceLock::new(),
             secrets,
             broker: std::sync::OnceLock::new(),
+            template_builds: Default::default(),
             me: me.clone(),
         });
         m.clean_templates().await?;

@@ -6,12 +6,12 @@
 
 use std::path::Path;
 
-use corral_types::api::{Template, TemplateBuildRequest, TemplateImportRequest, TemplateList};
+use corral_types::api::{
+    Template, TemplateBuildRequest, TemplateBuildSource, TemplateImportRequest, TemplateList,
+};
 
 use super::{store, Manager, SandboxError};
-use crate::templates::{
-    run_helper, BuildAnswer, BuildJob, TemplateSource, TemplateStore, TemplateStoreError,
-};
+use crate::templates::{TemplateSource, TemplateStore, TemplateStoreError};
 
 impl From<TemplateStoreError> for SandboxError {
     fn from(e: TemplateStoreError) -> SandboxError {
@@ -124,41 +124,19 @@ impl Manager {
     }
 
     /// Builds a template from a recipe whose context is a directory on this host (the
-    /// caller checked the admin role), in a `corral __build` helper (single-threaded:
-    /// RUN steps fork). The build runs in a task of its own: a client that hangs up
-    /// does not cut it short.
+    /// caller checked the admin role): a build job (template_builds.rs) this call waits
+    /// for. The job runs in a task of its own: a client that hangs up does not cut it
+    /// short.
     pub async fn build_template(
         &self,
         req: TemplateBuildRequest,
     ) -> Result<Template, SandboxError> {
-        if !Path::new(&req.context).is_absolute() {
-            return Err(SandboxError::InvalidRequest(format!(
-                "context {} must be an absolute path on the daemon's host",
-                req.context
-            )));
-        }
-        let job = BuildJob {
-            name: req.name,
-            version: req.version,
+        let source = TemplateBuildSource::Recipe {
             recipe: req.recipe,
-            context: req.context.into(),
+            context: req.context,
             build_args: req.build_args,
-            data_dir: self.cfg.data_dir.clone(),
-            id_map_base: self.cfg.id_map_base,
-            runtime_dir: self.cfg.runtime_dir.clone(),
-            cgroup_parent: self.cfg.cgroup_parent.clone(),
-            daemon_pid: std::process::id(),
         };
-        let exe = self.cfg.corral_exe.clone();
-        let answer = tokio::spawn(async move { run_helper(&exe, &job).await })
-            .await
-            .map_err(|e| SandboxError::Internal(format!("the build task failed: {e}")))?;
-        match answer {
-            Ok(BuildAnswer::Built(t)) => Ok(*t),
-            Ok(BuildAnswer::Refused(m)) => Err(SandboxError::InvalidRequest(m)),
-            Ok(BuildAnswer::Conflict(m)) => Err(SandboxError::Conflict(m)),
-            Ok(BuildAnswer::Failed(m)) | Err(m) => Err(SandboxError::Internal(m)),
-        }
+        self.build_and_wait(&req.name, req.version, source).await
     }
 
     /// Removes `name` (every version) or `name:version`, refused while a sandbox or a
@@ -194,8 +172,16 @@ impl Manager {
             return Ok(r.into());
         }
         let store = self.template_store();
-        let r = r.to_string();
-        Ok(blocking(move || store.pin(&r)).await??)
+        let name = r.to_string();
+        match blocking(move || store.pin(&name)).await? {
+            Ok(p) => Ok(p),
+            // A shipped recipe never built here: its build starts (or is joined) and
+            // the create answers `template_building`.
+            Err(e @ TemplateStoreError::NotFound { .. }) => {
+                Err(self.first_use(r).unwrap_or(e.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes what interrupted imports left (at start).

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 pub use self::build::{BuildEvent, BuildNetwork, BuildRequest};
 pub use self::debootstrap::Debootstrap;
 pub use self::helper::build_main;
-pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob};
+pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob, DebootstrapJob, JobSource};
 use self::layer::{digest_layer, hex, LayerWriter};
 pub use self::recipe::RecipeError;
 

@@ -47,7 +47,9 @@ pub use sandbox::{
 pub use secret::{Secret, SecretList, SecretPutRequest};
 pub use snapshot::{Snapshot, SnapshotList};
 pub use template::{
-    Template, TemplateBuildRequest, TemplateImportRequest, TemplateLayer, TemplateList,
+    Template, TemplateBuild, TemplateBuildCreateRequest, TemplateBuildEvent, TemplateBuildList,
+    TemplateBuildRequest, TemplateBuildSource, TemplateBuildState, TemplateImportRequest,
+    TemplateLayer, TemplateList,
 };
 
 /// The default page size of list endpoints, and the largest accepted.

@@ -86,3 +86,185 @@ pub struct TemplateBuildRequest {
     #[serde(default)]
     pub build_args: std::collections::BTreeMap<String, String>,
 }
+
+/// `POST /v1/templates/builds` (admin only): start a build job; answers 202 with the
+/// [`TemplateBuild`] at once. Follow it with `GET /v1/templates/builds/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBuildCreateRequest {
+    /// Template name.
+    pub name: String,
+    /// Version; default: the next number (a recipe whose steps all come from the cache
+    /// answers the newest version instead).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// What to build from.
+    pub source: TemplateBuildSource,
+}
+
+/// What a build job builds from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TemplateBuildSource {
+    /// A recipe (Dockerfile subset) whose COPY/ADD sources are read from `context`.
+    Recipe {
+        /// The recipe's text.
+        recipe: String,
+        /// The build context: an absolute directory path on the daemon's host.
+        context: String,
+        /// Values of the recipe's ARGs.
+        #[serde(default)]
+        build_args: std::collections::BTreeMap<String, String>,
+    },
+    /// A Debian base made by debootstrap (as `corral template debootstrap`).
+    Debootstrap {
+        /// The suite (default `bookworm`).
+        #[serde(default)]
+        suite: Option<String>,
+        /// The archive URL (default: `[templates] debootstrap_mirror`, else the host's
+        /// apt mirror for the suite).
+        #[serde(default)]
+        mirror: Option<String>,
+        /// debootstrap's variant (default `minbase`).
+        #[serde(default)]
+        variant: Option<String>,
+        /// Extra packages.
+        #[serde(default)]
+        include: Vec<String>,
+        /// An absolute path on the daemon's host of a `debootstrap --make-tarball`
+        /// file: no download.
+        #[serde(default)]
+        tarball: Option<String>,
+    },
+    /// A recipe shipped with corral (`python`, `node`, or one of the daemon's
+    /// `[templates] recipes_dir`); its FROM base `debian` is bootstrapped first when
+    /// missing.
+    Shipped {
+        /// The recipe's name.
+        recipe: String,
+    },
+}
+
+/// Where a build job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateBuildState {
+    /// Waiting to start.
+    Queued,
+    /// Building.
+    Running,
+    /// Done: `template` is set.
+    Succeeded,
+    /// Failed: `error` says why.
+    Failed,
+    /// Cancelled with `DELETE`: nothing of it was registered.
+    Cancelled,
+}
+
+impl TemplateBuildState {
+    /// Whether the job has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TemplateBuildState::Succeeded
+                | TemplateBuildState::Failed
+                | TemplateBuildState::Cancelled
+        )
+    }
+}
+
+/// A template build job (`tb_...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBuild {
+    /// `tb_` followed by 16 hex digits.
+    pub id: String,
+    /// The template it builds.
+    pub name: String,
+    /// The version asked for, if any.
+    pub version: Option<String>,
+    /// `recipe`, `debootstrap` or `shipped`.
+    pub source: String,
+    /// Where it is.
+    pub state: TemplateBuildState,
+    /// The current (or last) step, 1-based; 0 before the first.
+    pub step: u32,
+    /// Steps of the current phase (a shipped build may bootstrap its base first).
+    pub total: u32,
+    /// The template built, once succeeded.
+    pub template: Option<Template>,
+    /// Why it failed (`code`: `build_failed` for the recipe's or a step's fault, with
+    /// the recipe line; `conflict`; `internal`).
+    pub error: Option<crate::ErrorDetail>,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it started.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+/// `GET /v1/templates/builds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBuildList {
+    /// Build jobs, newest first (running ones and the most recent finished ones).
+    pub builds: Vec<TemplateBuild>,
+    /// Next page cursor.
+    pub next_cursor: Option<String>,
+}
+
+/// One line of `GET /v1/templates/builds/{id}/events` (`application/x-ndjson`): every
+/// event from the start, then the rest as it happens; the stream ends after `done`,
+/// `failed` or `cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TemplateBuildEvent {
+    /// A phase of a shipped build (`debootstrap debian`, `recipe python`).
+    Phase {
+        /// What it does.
+        text: String,
+    },
+    /// A step starts (or comes from the cache).
+    Step {
+        /// 1-based.
+        step: u32,
+        /// Steps in the recipe.
+        total: u32,
+        /// The instruction.
+        text: String,
+        /// Its layer came from the cache.
+        cached: bool,
+    },
+    /// A line of output (a RUN's, debootstrap's).
+    Output {
+        /// The line (UTF-8, invalid bytes replaced; long lines cut).
+        line: String,
+    },
+    /// A step finished.
+    StepDone {
+        /// 1-based.
+        step: u32,
+        /// How long it took.
+        elapsed_ms: u64,
+    },
+    /// Older output lines were dropped to bound memory (the stream goes on).
+    Dropped {
+        /// How many lines.
+        lines: u64,
+    },
+    /// The build succeeded.
+    Done {
+        /// The template.
+        template: Template,
+    },
+    /// The build failed.
+    Failed {
+        /// Stable snake_case code.
+        code: String,
+        /// What failed and what to do.
+        message: String,
+    },
+    /// The build was cancelled; nothing of it remains.
+    Cancelled,
+}

@@ -1,0 +1,878 @@
+//! Template build jobs: `POST /v1/templates/builds` starts one in a `corral __build`
+//! helper (templates/helper.rs) and answers at once; its progress events are kept (a
+//! bounded tail) so a late client replays them and then follows; `DELETE` cancels.
+//! Shipped recipes (`python`, `node`, or a `[templates] recipes_dir` one) are built on
+//! the first create that names them: the create answers `template_building` with the
+//! build's id, and the client retries when it is done.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use corral_types::api::{
+    Template, TemplateBuild, TemplateBuildCreateRequest, TemplateBuildEvent, TemplateBuildList,
+    TemplateBuildSource, TemplateBuildState, PAGE_DEFAULT, PAGE_MAX,
+};
+use corral_types::ErrorDetail;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::clock::{now_ms, rfc3339};
+use super::{Manager, SandboxError};
+use crate::templates::{run_helper, BuildAnswer, BuildJob, DebootstrapJob, JobSource};
+
+/// Progress kept per build (older output lines are dropped first).
+const EVENTS_MAX_BYTES: usize = 256 << 10;
+/// Finished builds remembered (running ones are always kept).
+const FINISHED_MAX: usize = 32;
+/// Builds that run at once; the others wait, `queued`.
+const RUNNING_MAX: usize = 2;
+
+/// Recipes shipped in the binary: name, text.
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "python",
+        include_str!("../../../../resources/templates/python/Recipe"),
+    ),
+    (
+        "node",
+        include_str!("../../../../resources/templates/node/Recipe"),
+    ),
+];
+
+/// corral.toml's `[templates]`.
+#[derive(Debug, Clone)]
+pub struct TemplateSettings {
+    /// A create naming a shipped recipe the store lacks starts its build (default).
+    pub build_on_first_use: bool,
+    /// The Debian archive for the `debian` base of shipped recipes (default: the
+    /// host's apt mirror).
+    pub debootstrap_mirror: Option<String>,
+    /// A `debootstrap --make-tarball` file for that base: no download.
+    pub debootstrap_tarball: Option<PathBuf>,
+    /// A directory of `NAME/Recipe` files that replace or add to the shipped recipes
+    /// (`NAME/` is the recipe's build context).
+    pub recipes_dir: Option<PathBuf>,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings {
+            build_on_first_use: true,
+            debootstrap_mirror: None,
+            debootstrap_tarball: None,
+            recipes_dir: None,
+        }
+    }
+}
+
+/// The daemon's build jobs.
+#[derive(Debug)]
+pub(crate) struct Builds {
+    /// Oldest first.
+    jobs: Mutex<VecDeque<Arc<Job>>>,
+    next: AtomicU64,
+    running: Arc<Semaphore>,
+    settings: OnceLock<TemplateSettings>,
+}
+
+impl Default for Builds {
+    fn default() -> Self {
+        Builds {
+            jobs: Mutex::new(VecDeque::new()),
+            next: AtomicU64::new(1),
+            running: Arc::new(Semaphore::new(RUNNING_MAX)),
+            settings: OnceLock::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Job {
+    id: String,
+    seq: u64,
+    name: String,
+    version: Option<String>,
+    kind: &'static str,
+    created_ms: u64,
+    inner: Mutex<Inner>,
+    /// The sequence number of the newest event (followers wait on it).
+    events_tx: watch::Sender<u64>,
+    cancel: watch::Sender<bool>,
+    /// A create already reported this (failed) first-use build.
+    reported: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: TemplateBuildState,
+    step: u32,
+    total: u32,
+    started_ms: Option<u64>,
+    finished_ms: Option<u64>,
+    template: Option<Template>,
+    error: Option<ErrorDetail>,
+    /// (sequence number from 1, event, its size)
+    events: VecDeque<(u64, TemplateBuildEvent, usize)>,
+    bytes: usize,
+    last_seq: u64,
+}
+
+impl Job {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn view(&self) -> TemplateBuild {
+        let i = self.lock();
+        TemplateBuild {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            source: self.kind.into(),
+            state: i.state,
+            step: i.step,
+            total: i.total,
+            template: i.template.clone(),
+            error: i.error.clone(),
+            created_at: rfc3339(self.created_ms),
+            started_at: i.started_ms.map(rfc3339),
+            finished_at: i.finished_ms.map(rfc3339),
+        }
+    }
+
+    fn state(&self) -> TemplateBuildState {
+        self.lock().state
+    }
+
+    fn push(&self, e: TemplateBuildEvent) {
+        let mut i = self.lock();
+        match &e {
+            TemplateBuildEvent::Step { step, total, .. } => {
+                i.step = *step;
+                i.total = *total;
+            }
+            TemplateBuildEvent::Phase { .. } => {
+                i.step = 0;
+                i.total = 0;
+            }
+            _ => {}
+        }
+        let size = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(64) + 32;
+        i.last_seq += 1;
+        let seq = i.last_seq;
+        i.events.push_back((seq, e, size));
+        i.bytes += size;
+        while i.bytes > EVENTS_MAX_BYTES && i.events.len() > 1 {
+            // The oldest output line goes first; step events only when nothing else is
+            // left to drop.
+            let at = i
+                .events
+                .iter()
+                .position(|(_, e, _)| matches!(e, TemplateBuildEvent::Output { .. }))
+                .unwrap_or(0);
+            if let Some((_, _, s)) = i.events.remove(at) {
+                i.bytes -= s;
+            }
+        }
+        drop(i);
+        self.events_tx.send_replace(seq);
+    }
+
+    fn finish(&self, state: TemplateBuildState, result: Result<Template, ErrorDetail>) {
+        let event = {
+            let mut i = self.lock();
+            i.state = state;
+            i.finished_ms = Some(now_ms());
+            match result {
+                Ok(t) => {
+                    i.template = Some(t.clone());
+                    TemplateBuildEvent::Done { template: t }
+                }
+                Err(e) if state == TemplateBuildState::Cancelled => {
+                    i.error = Some(e);
+                    TemplateBuildEvent::Cancelled
+                }
+                Err(e) => {
+                    let ev = TemplateBuildEvent::Failed {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                    };
+                    i.error = Some(e);
+                    ev
+                }
+            }
+        };
+        eprintln!(
+            "corral: template build {} ({}) {}",
+            self.id,
+            self.name,
+            match state {
+                TemplateBuildState::Succeeded => "succeeded",
+                TemplateBuildState::Cancelled => "was cancelled",
+                _ => "failed",
+            }
+        );
+        self.push(event);
+    }
+
+    /// Events after `after`, and how many were dropped in between.
+    fn events_after(&self, after: u64) -> (Vec<(u64, TemplateBuildEvent)>, bool) {
+        let i = self.lock();
+        let evs = i
+            .events
+            .iter()
+            .filter(|(s, _, _)| *s > after)
+            .map(|(s, e, _)| (*s, e.clone()))
+            .collect();
+        (evs, i.state.is_finished())
+    }
+}
+
+fn abs(what: &str, p: &str) -> Result<PathBuf, SandboxError> {
+    if Path::new(p).is_absolute() {
+        Ok(PathBuf::from(p))
+    } else {
+        Err(SandboxError::InvalidRequest(format!(
+            "{what} {p} must be an absolute path on the daemon's host"
+        )))
+    }
+}
+
+fn detail(code: &str, message: impl Into<String>) -> ErrorDetail {
+    ErrorDetail {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// A recipe's FROM template (the first FROM line; ARG substitution is not looked at).
+fn recipe_base(recipe: &str) -> Option<String> {
+    recipe.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let first = w.next()?;
+        first
+            .eq_ignore_ascii_case("FROM")
+            .then(|| w.next().map(String::from))
+            .flatten()
+    })
+}
+
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+impl Builds {
+    fn settings(&self) -> TemplateSettings {
+        self.settings.get().cloned().unwrap_or_default()
+    }
+
+    /// A shipped recipe: its text and its context (None: an empty one).
+    fn shipped(&self, name: &str) -> Option<(String, Option<PathBuf>)> {
+        if !plain_name(name) {
+            return None;
+        }
+        if let Some(dir) = self.settings().recipes_dir {
+            let ctx = dir.join(name);
+            if let Ok(text) = std::fs::read_to_string(ctx.join("Recipe")) {
+                return Some((text, Some(ctx)));
+            }
+        }
+        SHIPPED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| (t.to_string(), None))
+    }
+
+    fn shipped_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = SHIPPED.iter().map(|(n, _)| n.to_string()).collect();
+        if let Some(dir) = self.settings().recipes_dir {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if e.path().join("Recipe").is_file() && !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    fn find(&self, id: &str) -> Result<Arc<Job>, SandboxError> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|j| j.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                SandboxError::NotFound(format!(
+                    "no template build {id} (finished builds are forgotten after {FINISHED_MAX} newer ones; GET /v1/templates/builds lists them)"
+                ))
+            })
+    }
+
+    /// The unfinished build of `name`, if any.
+    fn active(&self, name: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|j| j.name == name && !j.state().is_finished())
+            .cloned()
+    }
+
+    /// The newest build of `name`, if any.
+    fn latest(&self, name: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .find(|j| j.name == name)
+            .cloned()
+    }
+
+    /// Registers a job (refused while one of the same name runs) and forgets the
+    /// oldest finished ones beyond the limit.
+    fn register(
+        &self,
+        name: &str,
+        version: Option<String>,
+        kind: &'static str,
+    ) -> Result<(Arc<Job>, watch::Receiver<bool>), Arc<Job>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| j.name == name && !j.state().is_finished())
+        {
+            return Err(j.clone());
+        }
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut rand = [0u8; 4];
+        let _ = getrandom(&mut rand);
+        let (events_tx, _) = watch::channel(0);
+        let (cancel, cancel_rx) = watch::channel(false);
+        let job = Arc::new(Job {
+            id: format!("tb_{seq:08x}{}", hex4(&rand)),
+            seq,
+            name: name.to_string(),
+            version,
+            kind,
+            created_ms: now_ms(),
+            inner: Mutex::new(Inner {
+                state: TemplateBuildState::Queued,
+                step: 0,
+                total: 0,
+                started_ms: None,
+                finished_ms: None,
+                template: None,
+                error: None,
+                events: VecDeque::new(),
+                bytes: 0,
+                last_seq: 0,
+            }),
+            events_tx,
+            cancel,
+            reported: AtomicBool::new(false),
+        });
+        jobs.push_back(job.clone());
+        let finished = jobs.iter().filter(|j| j.state().is_finished()).count();
+        let mut extra = finished.saturating_sub(FINISHED_MAX);
+        jobs.retain(|j| {
+            if extra > 0 && j.state().is_finished() {
+                extra -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        Ok((job, cancel_rx))
+    }
+}
+
+fn hex4(b: &[u8; 4]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Randomness for build ids (uniqueness across daemon restarts, not secrecy).
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+fn conflict_msg(j: &Job) -> String {
+    format!(
+        "template {} is already being built by {}: follow GET /v1/templates/builds/{}/events, or cancel it with DELETE /v1/templates/builds/{}",
+        j.name, j.id, j.id, j.id
+    )
+}
+
+impl Manager {
+    /// Sets `[templates]` (once, at start; later calls are ignored).
+    pub fn set_template_settings(&self, s: TemplateSettings) {
+        let _ = self.template_builds.settings.set(s);
+    }
+
+    /// Starts a build job (the caller checked the admin role).
+    pub async fn start_template_build(
+        &self,
+        req: TemplateBuildCreateRequest,
+    ) -> Result<TemplateBuild, SandboxError> {
+        crate::templates::check_template_name(&req.name)?;
+        let (source, kind) = self.job_source(&req.name, req.source)?;
+        let job = self.spawn_build(&req.name, req.version, source, kind)?;
+        Ok(job.view())
+    }
+
+    /// Turns an API source into the helper's.
+    fn job_source(
+        &self,
+        name: &str,
+        source: TemplateBuildSource,
+    ) -> Result<(JobSource, &'static str), SandboxError> {
+        Ok(match source {
+            TemplateBuildSource::Recipe {
+                recipe,
+                context,
+                build_args,
+            } => (
+                JobSource::Recipe {
+                    recipe,
+                    recipe_name: "api".into(),
+                    context: Some(abs("context", &context)?),
+                    build_args,
+                    base: None,
+                },
+                "recipe",
+            ),
+            TemplateBuildSource::Debootstrap {
+                suite,
+                mirror,
+                variant,
+                include,
+                tarball,
+            } => {
+                let d = DebootstrapJob {
+                    suite: suite.unwrap_or_else(|| "bookworm".into()),
+                    mirror,
+                    variant: variant.unwrap_or_else(|| "minbase".into()),
+                    include,
+                    tarball: tarball.map(|t| abs("tarball", t.as_str())).transpose()?,
+                };
+                d.validate()?;
+                (JobSource::Debootstrap(d), "debootstrap")
+            }
+            TemplateBuildSource::Shipped { recipe } => {
+                let _ = name;
+                (self.shipped_source(&recipe)?, "shipped")
+            }
+        })
+    }
+
+    /// The helper's source for shipped recipe `recipe`: its FROM `debian` is
+    /// bootstrapped first (from `[templates]`'s mirror or tarball) when missing.
+    fn shipped_source(&self, recipe: &str) -> Result<JobSource, SandboxError> {
+        let b = &self.template_builds;
+        let Some((text, context)) = b.shipped(recipe) else {
+            return Err(SandboxError::InvalidRequest(format!(
+                "no shipped recipe {recipe:?} (shipped: {})",
+                b.shipped_names().join(", ")
+            )));
+        };
+        let s = b.settings();
+        let base = recipe_base(&text).filter(|f| f == "debian").map(|f| {
+            (
+                f,
+                DebootstrapJob {
+                    suite: "bookworm".into(),
+                    mirror: s.debootstrap_mirror.clone(),
+                    variant: "minbase".into(),
+                    include: Vec::new(),
+                    tarball: s.debootstrap_tarball.clone(),
+                },
+            )
+        });
+        Ok(JobSource::Recipe {
+            recipe: text,
+            recipe_name: format!("shipped:{recipe}"),
+            context,
+            build_args: BTreeMap::new(),
+            base,
+        })
+    }
+
+    /// Registers a job and starts its task; 409 while one of the same name runs.
+    fn spawn_build(
+        &self,
+        name: &str,
+        version: Option<String>,
+        source: JobSource,
+        kind: &'static str,
+    ) -> Result<Arc<Job>, SandboxError> {
+        let (job, cancel) = self
+            .template_builds
+            .register(name, version.clone(), kind)
+            .map_err(|j| SandboxError::Conflict(conflict_msg(&j)))?;
+        let helper_job = BuildJob {
+            name: name.to_string(),
+            version,
+            source,
+            data_dir: self.cfg.data_dir.clone(),
+            id_map_base: self.cfg.id_map_base,
+            runtime_dir: self.cfg.runtime_dir.clone(),
+            cgroup_parent: self.cfg.cgroup_parent.clone(),
+            daemon_pid: std::process::id(),
+            resolve: self
+                .cfg
+                .network
+                .resolve
+                .iter()
+                .map(|(n, ip)| (n.clone(), *ip))
+                .collect(),
+        };
+        let exe = self.cfg.corral_exe.clone();
+        let running = self.template_builds.running.clone();
+        let j = job.clone();
+        // A task of its own: a client that hangs up does not cut the build short.
+        tokio::spawn(async move { run_job(j, exe, helper_job, running, cancel).await });
+        Ok(job)
+    }
+
+    /// Build jobs, newest first.
+    pub fn template_builds(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<TemplateBuildList, SandboxError> {
+        let limit = match limit {
+            0 => PAGE_DEFAULT,
+            n if n > PAGE_MAX => {
+                return Err(SandboxError::InvalidRequest(format!(
+                    "limit {n} is above the maximum of {PAGE_MAX}"
+                )))
+            }
+            n => n,
+        } as usize;
+        let before = match cursor {
+            None => u64::MAX,
+            Some(c) => c.parse::<u64>().map_err(|_| {
+                SandboxError::InvalidRequest(format!(
+                    "cursor {c:?} is not one this server gave out; start without a cursor"
+                ))
+            })?,
+        };
+        let jobs: Vec<Arc<Job>> = self
+            .template_builds
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .filter(|j| j.seq < before)
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = jobs.len() > limit;
+        let page: Vec<_> = jobs.into_iter().take(limit).collect();
+        let next_cursor = more
+            .then(|| page.last().map(|j| j.seq.to_string()))
+            .flatten();
+        Ok(TemplateBuildList {
+            builds: page.iter().map(|j| j.view()).collect(),
+            next_cursor,
+        })
+    }
+
+    /// One build job.
+    pub fn template_build(&self, id: &str) -> Result<TemplateBuild, SandboxError> {
+        Ok(self.template_builds.find(id)?.view())
+    }
+
+    /// Cancels a build job: its helper is ended and nothing of it is registered.
+    /// A finished job is answered as it is.
+    pub async fn cancel_template_build(&self, id: &str) -> Result<TemplateBuild, SandboxError> {
+        let job = self.template_builds.find(id)?;
+        if !job.state().is_finished() {
+            job.cancel.send_replace(true);
+            let mut rx = job.events_tx.subscribe();
+            while !job.state().is_finished() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(job.view())
+    }
+
+    /// The job's events from the start, then as they come; the channel closes after
+    /// the last one (done, failed, cancelled).
+    pub fn template_build_events(
+        &self,
+        id: &str,
+    ) -> Result<mpsc::Receiver<TemplateBuildEvent>, SandboxError> {
+        let job = self.template_builds.find(id)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            let mut wake = job.events_tx.subscribe();
+            loop {
+                wake.mark_unchanged();
+                let (evs, finished) = job.events_after(seen);
+                for (s, e) in evs {
+                    if s > seen + 1 {
+                        let dropped = TemplateBuildEvent::Dropped {
+                            lines: s - seen - 1,
+                        };
+                        if tx.send(dropped).await.is_err() {
+                            return;
+                        }
+                    }
+                    seen = s;
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                if finished && job.events_after(seen).0.is_empty() {
+                    return;
+                }
+                if wake.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Waits for a job to end and answers like the old synchronous build.
+    async fn wait_build(&self, job: &Arc<Job>) -> Result<Template, SandboxError> {
+        let mut rx = job.events_tx.subscribe();
+        while !job.state().is_finished() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        let v = job.view();
+        match (v.state, v.template, v.error) {
+            (TemplateBuildState::Succeeded, Some(t), _) => Ok(t),
+            (_, _, Some(e)) => Err(match e.code.as_str() {
+                "build_failed" => SandboxError::InvalidRequest(e.message),
+                "conflict" => SandboxError::Conflict(e.message),
+                "cancelled" => SandboxError::Conflict(e.message),
+                _ => SandboxError::Internal(e.message),
+            }),
+            _ => Err(SandboxError::Internal(format!(
+                "template build {} ended without a result",
+                job.id
+            ))),
+        }
+    }
+
+    /// `POST /v1/templates/build`: a recipe job the caller waits for.
+    pub(crate) async fn build_and_wait(
+        &self,
+        name: &str,
+        version: Option<String>,
+        source: TemplateBuildSource,
+    ) -> Result<Template, SandboxError> {
+        crate::templates::check_template_name(name)?;
+        let (source, kind) = self.job_source(name, source)?;
+        let job = self.spawn_build(name, version, source, kind)?;
+        self.wait_build(&job).await
+    }
+
+    /// A create named `name`, which the store lacks: when it is a shipped recipe and
+    /// first-use builds are on, the error to answer (its build started or joined).
+    pub(crate) fn first_use(&self, name: &str) -> Option<SandboxError> {
+        let b = &self.template_builds;
+        if name.contains(':') || !b.settings().build_on_first_use {
+            return None;
+        }
+        b.shipped(name)?;
+        let follow = |id: &str| {
+            format!(
+                "follow its progress with GET /v1/templates/builds/{id}/events (`corral template builds {id} --follow`) and retry the create when it finishes"
+            )
+        };
+        if let Some(j) = b.active(name) {
+            return Some(SandboxError::TemplateBuilding(format!(
+                "template {name} is being built (build {}); {}",
+                j.id,
+                follow(&j.id)
+            )));
+        }
+        let previous = b.latest(name).and_then(|j| {
+            let v = j.view();
+            (v.state == TemplateBuildState::Failed && !j.reported.swap(true, Ordering::AcqRel))
+                .then(|| {
+                    format!(
+                        "; the previous build {} failed: {}",
+                        j.id,
+                        v.error.map(|e| e.message).unwrap_or_default()
+                    )
+                })
+        });
+        let started = self
+            .shipped_source(name)
+            .and_then(|src| self.spawn_build(name, None, src, "shipped"));
+        Some(match started {
+            Ok(j) => {
+                eprintln!(
+                    "corral: building shipped template {name} on first use ({})",
+                    j.id
+                );
+                SandboxError::TemplateBuilding(format!(
+                    "template {name} is not built yet: build {} started{}; {}",
+                    j.id,
+                    previous.unwrap_or_default(),
+                    follow(&j.id)
+                ))
+            }
+            // Another create started it a moment ago.
+            Err(SandboxError::Conflict(m)) => SandboxError::TemplateBuilding(m),
+            Err(e) => e,
+        })
+    }
+}
+
+impl DebootstrapJob {
+    fn validate(&self) -> Result<(), SandboxError> {
+        crate::templates::Debootstrap {
+            suite: self.suite.clone(),
+            mirror: self.mirror.clone(),
+            variant: self.variant.clone(),
+            include: self.include.clone(),
+            tarball: self.tarball.clone(),
+        }
+        .validate()
+        .map_err(SandboxError::from)
+    }
+}
+
+/// Runs one job: waits for a slot, runs the helper, records the result.
+async fn run_job(
+    job: Arc<Job>,
+    exe: PathBuf,
+    helper_job: BuildJob,
+    running: Arc<Semaphore>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let permit = tokio::select! {
+        p = running.acquire_owned() => p.ok(),
+        _ = cancel.wait_for(|c| *c) => None,
+    };
+    let Some(_permit) = permit else {
+        job.finish(
+            TemplateBuildState::Cancelled,
+            Err(detail(
+                "cancelled",
+                "the build was cancelled before it started",
+            )),
+        );
+        return;
+    };
+    {
+        let mut i = job.lock();
+        i.state = TemplateBuildState::Running;
+        i.started_ms = Some(now_ms());
+    }
+    job.events_tx.send_replace(job.lock().last_seq);
+    let name = job.name.clone();
+    let j = job.clone();
+    let on_event = move |e: TemplateBuildEvent| {
+        if let TemplateBuildEvent::Step {
+            step,
+            total,
+            text,
+            cached,
+        } = &e
+        {
+            let shown: String = text.chars().take(100).collect();
+            let state = if *cached { "cached" } else { "running" };
+            eprintln!("corral: building template {name}: step {step}/{total} {state} {shown}");
+        }
+        j.push(e);
+    };
+    let answer = run_helper(&exe, &helper_job, on_event, cancel.clone()).await;
+    let cancelled = *cancel.borrow();
+    use TemplateBuildState::{Cancelled, Failed, Succeeded};
+    match answer {
+        _ if cancelled => job.finish(
+            Cancelled,
+            Err(detail(
+                "cancelled",
+                "the build was cancelled; nothing of it was registered",
+            )),
+        ),
+        Ok(BuildAnswer::Built(t)) => job.finish(Succeeded, Ok(*t)),
+        Ok(BuildAnswer::Refused(m)) => job.finish(Failed, Err(detail("build_failed", m))),
+        Ok(BuildAnswer::Conflict(m)) => job.finish(Failed, Err(detail("conflict", m))),
+        Ok(BuildAnswer::Failed(m)) | Err(m) => job.finish(Failed, Err(detail("internal", m))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_recipes_name_their_base() {
+        for (n, text) in SHIPPED {
+            assert_eq!(recipe_base(text).as_deref(), Some("debian"), "{n}");
+        }
+        assert_eq!(
+            recipe_base("# c\nARG X\nfrom  host\n").as_deref(),
+            Some("host")
+        );
+        assert!(plain_name("python") && !plain_name("../x") && !plain_name(".x"));
+    }
+
+    #[test]
+    fn output_is_bounded_and_steps_survive() {
+        let b = Builds::default();
+        let (job, _) = b.register("t", None, "recipe").unwrap();
+        assert!(
+            b.register("t", None, "recipe").is_err(),
+            "one build per name"
+        );
+        job.push(TemplateBuildEvent::Step {
+            step: 1,
+            total: 2,
+            text: "RUN x".into(),
+            cached: false,
+        });
+        for i in 0..10_000 {
+            job.push(TemplateBuildEvent::Output {
+                line: format!("line {i} {}", "x".repeat(100)),
+            });
+        }
+        let i = job.lock();
+        assert!(i.bytes <= EVENTS_MAX_BYTES);
+        assert!(matches!(
+            i.events.front(),
+            Some((1, TemplateBuildEvent::Step { .. }, _))
+        ));
+        assert_eq!(i.last_seq, 10_001);
+        assert_eq!((i.step, i.total), (1, 2));
+    }
+
+    #[test]
+    fn finished_builds_are_forgotten_beyond_the_limit() {
+        let b = Builds::default();
+        for n in 0..FINISHED_MAX + 5 {
+            let (j, _) = b.register(&format!("t{n}"), None, "recipe").unwrap();
+            j.finish(TemplateBuildState::Failed, Err(detail("x", "y")));
+        }
+        let (_running, _) = b.register("r", None, "recipe").unwrap();
+        let jobs = b.jobs.lock().unwrap();
+        assert_eq!(jobs.len(), FINISHED_MAX + 1);
+        assert!(jobs.iter().any(|j| j.name == "r"));
+    }
+}
