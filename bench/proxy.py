@@ -17,7 +17,11 @@ response, timed by the client inside the sandbox; batches of 20 interleaved per 
 Throughput: curl downloads /big (100 MiB) to /dev/null, interleaved, 5 rounds each (after
 one warm-up round; BENCH_ROUNDS);
 the median of curl's own speed_download."""
-import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from daemon_api import Client, Daemon  # noqa: E402
 
 corral, iters = sys.argv[1], int(sys.argv[2])
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
@@ -117,33 +121,17 @@ def upstream(d):
 
 
 def start(tmp):
-    data = os.path.join(tmp, "data")
-    cfg = os.path.join(tmp, "corral.toml")
-    with open(cfg, "w") as f:
-        f.write(f'pool_size = 0\ncgroup_parent = "corral-bench-proxy"\nruntime_dir = "{tmp}/run"\n'
-                f'[network]\ncidr = "10.203.245.0/24"\npool_size = 2\n'
+    d = Daemon(corral, tmp, "serve", 0)
+    with open(d.config, "a", encoding="utf-8") as f:
+        f.write(f'[network]\ncidr = "10.203.245.0/24"\npool_size = 2\n'
                 f'resolve = {{ "api.test" = "{UP}" }}\n')
-    p = subprocess.Popen([corral, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--config", cfg],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    addr_file = os.path.join(data, "listen.addr")
-    for _ in range(600):
-        if os.path.exists(addr_file) and open(addr_file).read().strip():
-            break
-        time.sleep(0.05)
-    key = open(os.path.join(data, "admin-key")).read().strip()
-    return p, "http://" + open(addr_file).read().strip(), key
+    d.start()
+    # Downloads run inside one exec call: a longer timeout than the default client's.
+    return d, Client(d.host, d.port, d.key, timeout=400)
 
 
-def call(base, key, method, path, body=None):
-    req = urllib.request.Request(base + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"{}")
-
-
-def run(base, key, sid, cmd):
-    out = call(base, key, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": cmd, "timeout_s": 300})
+def run(c, sid, cmd):
+    out = c.json("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": cmd, "timeout_s": 300})
     if out.get("exit_code") != 0:
         raise SystemExit(f"{cmd[:3]} failed in {sid}: {out.get('stderr')}")
     return out["stdout"]
@@ -153,20 +141,20 @@ tmp = tempfile.mkdtemp(prefix="corral-bench-proxy-")
 server = daemon = None
 try:
     server = upstream(tmp)
-    daemon, base, key = start(tmp)
+    daemon, c = start(tmp)
     time.sleep(1)
-    direct = call(base, key, "POST", "/v1/sandboxes", {"network": {"mode": "open"}, "timeout_s": 3600})["id"]
-    proxy = call(base, key, "POST", "/v1/sandboxes",
-                 {"network": {"mode": "allow", "allow": ["api.test:8445", "api.test:8446"]},
-                  "timeout_s": 3600})["id"]
+    direct = c.json("POST", "/v1/sandboxes", {"network": {"mode": "open"}, "timeout_s": 3600})["id"]
+    proxy = c.json("POST", "/v1/sandboxes",
+                   {"network": {"mode": "allow", "allow": ["api.test:8445", "api.test:8446"]},
+                    "timeout_s": 3600})["id"]
     ca = open(f"{tmp}/ca.pem").read()
     for sid in (direct, proxy):
-        run(base, key, sid, ["sh", "-c", 'printf "%s" "$0" > /tmp/ca.pem', ca])
+        run(c, sid, ["sh", "-c", 'printf "%s" "$0" > /tmp/ca.pem', ca])
     lat = {"direct": [], "transparent": [], "connect": []}
     batch = 20
     for r in range(max(1, iters // batch) + 1):
         for mode, sid in (("direct", direct), ("transparent", proxy), ("connect", proxy)):
-            v = json.loads(run(base, key, sid, ["python3", "-c", CLIENT, mode, "/tmp/ca.pem", str(batch)]))
+            v = json.loads(run(c, sid, ["python3", "-c", CLIENT, mode, "/tmp/ca.pem", str(batch)]))
             if r > 0:  # round 0 warms up
                 lat[mode] += v
     thr = {"direct_https": [], "proxy_https": [], "direct_http": [], "proxy_http": []}
@@ -180,7 +168,7 @@ try:
             ("direct_http", direct, pin, "http://api.test:8446/big"),
             ("proxy_http", proxy, [], "http://api.test:8446/big"),
         ):
-            speed, size = run(base, key, sid, curl + extra + [url]).split()
+            speed, size = run(c, sid, curl + extra + [url]).split()
             assert int(size) == BIG, (name, size)
             if r > 0:
                 thr[name].append(float(speed) / (1 << 20))
@@ -198,8 +186,8 @@ try:
     print(json.dumps(out))
 finally:
     if daemon:
-        daemon.terminate()
-        daemon.wait()
+        daemon.stop()
+        daemon.remove_cgroup_parent()
     if server:
         server.kill()
         server.wait()

@@ -14,7 +14,7 @@ use super::http::{self, Head};
 use super::records::{now_ms, EgressRecord, Via};
 use super::sni::{self, Hello};
 use super::upstream::{Resolve, Upstream};
-use super::{ConnInfo, SandboxEgress, Shared, Verdict};
+use super::{h1, ConnInfo, SandboxEgress, Shared, Verdict};
 
 /// How long a client may take to send what the decision needs.
 const FIRST_BYTES: Duration = Duration::from_secs(10);
@@ -51,6 +51,8 @@ struct Target {
     /// What to send upstream first (a replayed ClientHello, a rewritten head, bytes
     /// after a CONNECT head).
     first: Vec<u8>,
+    /// For an absolute-URI request: the bytes as read (`first` has the head rewritten).
+    raw: Vec<u8>,
 }
 
 async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
@@ -97,30 +99,14 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
         reason: None,
     };
     let tls = matches!(target.via, Via::Connect | Via::Tls);
-    let host = match sb.policy.decide(&target.host, target.port) {
-        Verdict::Allow(rule) => {
+    let host = match verdict(&sb, &target.host, target.port) {
+        Ok((host, rule)) => {
             rec.rule = Some(rule);
-            super::normalize(&target.host).unwrap_or_default()
+            host
         }
-        v => {
-            let (rule, why) = match v {
-                Verdict::Denied(r) => (Some(r.clone()), format!("denied by the rule {r}")),
-                Verdict::BadName => (None, "not a valid host name".to_string()),
-                _ => (None, "matches no allow rule".to_string()),
-            };
+        Err((rule, why)) => {
             if target.via != Via::Tls {
-                let body = format!(
-                    "corral egress proxy: {}:{} is not allowed for this sandbox ({why}). \
-                     Its allow rules: {}. Create the sandbox with the destination in its \
-                     allow list (e.g. --net allow=NAME:PORT; see docs/network.md).\n",
-                    target.host,
-                    target.port,
-                    if sb.policy.allow.is_empty() {
-                        "none".to_string()
-                    } else {
-                        sb.policy.allow_text()
-                    },
-                );
+                let body = denied_text(&sb, &target.host, target.port, &why);
                 let _ = s.write_all(reply(403, "Forbidden", &body).as_bytes()).await;
             }
             rec.rule = rule;
@@ -142,11 +128,7 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
         if target.via == Via::Connect && s.write_all(CONNECTED.as_bytes()).await.is_err() {
             return;
         }
-        let client = Box::new(Prefixed {
-            pre: target.first,
-            pos: 0,
-            inner: s,
-        });
+        let client = Box::new(Prefixed::new(target.first, s));
         let out = i.handle(info, client, upstream).await;
         rec.allowed = out.allowed;
         rec.bytes_up = out.bytes_up;
@@ -155,15 +137,26 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
         sh.records.push(rec);
         return;
     }
+    if !tls {
+        // Plain HTTP: request by request (h1.rs).
+        let buf = if target.via == Via::HttpProxy {
+            target.raw
+        } else {
+            target.first
+        };
+        let orig_port = orig.map_or(0, |o| o.port());
+        let first = h1::First {
+            rec,
+            buf,
+            orig_port,
+        };
+        return h1::serve(s, first, sh, sb).await;
+    }
     let mut up = match upstream.connect().await {
         Ok(u) => u,
         Err(e) => {
-            rec.allowed = !matches!(e, Resolve::Rebinding(_));
-            if !rec.allowed {
-                rec.rule = Some("rebinding".into());
-            }
-            rec.reason = Some(e.to_string());
-            if !tls || target.via == Via::Connect {
+            upstream_failed(&mut rec, &e);
+            if target.via == Via::Connect {
                 let body = format!("corral egress proxy: {}:{}: {e}\n", rec.host, rec.port);
                 let _ = s
                     .write_all(reply(502, "Bad Gateway", &body).as_bytes())
@@ -190,7 +183,45 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
 
 const CONNECTED: &str = "HTTP/1.1 200 Connection established\r\n\r\n";
 
-fn reply(code: u16, text: &str, body: &str) -> String {
+/// The rules' answer for `host:port`: Ok((the name normalized, the allowing rule)),
+/// or Err((the denying rule if one, why)).
+pub(super) fn verdict(
+    sb: &SandboxEgress,
+    host: &str,
+    port: u16,
+) -> Result<(String, String), (Option<String>, String)> {
+    match sb.policy.decide(host, port) {
+        Verdict::Allow(rule) => Ok((super::normalize(host).unwrap_or_default(), rule)),
+        Verdict::Denied(r) => Err((Some(r.clone()), format!("denied by the rule {r}"))),
+        Verdict::BadName => Err((None, "not a valid host name".to_string())),
+        _ => Err((None, "matches no allow rule".to_string())),
+    }
+}
+
+/// The body of a 403 for a denied `host:port`.
+pub(super) fn denied_text(sb: &SandboxEgress, host: &str, port: u16, why: &str) -> String {
+    format!(
+        "corral egress proxy: {host}:{port} is not allowed for this sandbox ({why}). \
+         Its allow rules: {}. Create the sandbox with the destination in its \
+         allow list (e.g. --net allow=NAME:PORT; see docs/network.md).\n",
+        if sb.policy.allow.is_empty() {
+            "none".to_string()
+        } else {
+            sb.policy.allow_text()
+        },
+    )
+}
+
+/// Fills in the record of an allowed connection whose upstream could not be reached.
+pub(super) fn upstream_failed(rec: &mut EgressRecord, e: &Resolve) {
+    rec.allowed = !matches!(e, Resolve::Rebinding(_));
+    if !rec.allowed {
+        rec.rule = Some("rebinding".into());
+    }
+    rec.reason = Some(e.to_string());
+}
+
+pub(super) fn reply(code: u16, text: &str, body: &str) -> String {
     format!(
         "HTTP/1.1 {code} {text}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -255,6 +286,7 @@ async fn read_target(s: &mut TcpStream, orig: Option<SocketAddrV4>) -> Result<Ta
                         method: None,
                         path: None,
                         first: buf,
+                        raw: Vec::new(),
                     })
                 }
                 Hello::Incomplete if buf.len() < sni::MAX_HELLO => read_more(s, &mut buf)
@@ -287,6 +319,7 @@ async fn read_target(s: &mut TcpStream, orig: Option<SocketAddrV4>) -> Result<Ta
             method: None,
             path: None,
             first: buf[end..].to_vec(),
+            raw: Vec::new(),
         });
     }
     if let Some(d) = head.absolute_dest() {
@@ -299,6 +332,7 @@ async fn read_target(s: &mut TcpStream, orig: Option<SocketAddrV4>) -> Result<Ta
             method: Some(head.method),
             path: Some(http::record_path(&d.path)),
             first,
+            raw: buf,
         });
     }
     if !head.target.starts_with('/') {
@@ -317,6 +351,7 @@ async fn read_target(s: &mut TcpStream, orig: Option<SocketAddrV4>) -> Result<Ta
         method: Some(head.method),
         path: Some(http::record_path(&d.path)),
         first: buf,
+        raw: Vec::new(),
     })
 }
 
@@ -347,10 +382,16 @@ async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, &'stat
 }
 
 /// A stream that yields `pre` before the inner stream's bytes.
-struct Prefixed<S> {
+pub(super) struct Prefixed<S> {
     pre: Vec<u8>,
     pos: usize,
     inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(super) fn new(pre: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed { pre, pos: 0, inner }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

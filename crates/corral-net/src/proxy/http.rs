@@ -1,5 +1,10 @@
-//! The head of an HTTP/1 request as the proxy needs it: method, target, Host. Pure
-//! and bounded (a head is at most [`MAX_HEAD`] bytes).
+//! The head of an HTTP/1 request as the proxy needs it (method, target, Host), the
+//! head of a response, and how long each message's body is (RFC 9112 section 6). Pure
+//! and bounded (a request head is at most [`MAX_HEAD`] bytes). Framing that two
+//! parsers could read differently (both Content-Length and Transfer-Encoding, two
+//! lengths, a coding other than chunked, folded or spaced header names) is refused:
+//! the proxy decides each request by its head, so it must see the same message
+//! boundaries as the server.
 
 /// The longest request head the proxy reads.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
@@ -47,19 +52,18 @@ impl Head {
             || method.is_empty()
             || !method.bytes().all(|b| b.is_ascii_uppercase())
             || target.is_empty()
-            || !version.starts_with("HTTP/1.")
+            || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
+            || target.bytes().any(|b| b.is_ascii_control())
         {
             return None;
         }
-        let mut host_header = None;
-        let mut kept = Vec::new();
-        for l in lines.filter(|l| !l.is_empty()) {
-            let (k, v) = l.split_once(':')?;
-            if k.eq_ignore_ascii_case("host") {
-                host_header = Some(v.trim().to_string());
-            }
-            kept.push(l.to_string());
+        let kept = header_lines(lines)?;
+        let hosts: Vec<&str> = header_values(&kept, "host").collect();
+        if hosts.len() > 1 {
+            // Two Host headers: which one would the server use?
+            return None;
         }
+        let host_header = hosts.first().map(|h| h.to_string());
         Some(Head {
             method: method.to_string(),
             target: target.to_string(),
@@ -67,6 +71,34 @@ impl Head {
             lines: kept,
             version: version.to_string(),
         })
+    }
+
+    /// Whether it is HTTP/1.0 (no keep-alive unless asked for).
+    pub(crate) fn is_http10(&self) -> bool {
+        self.version == "HTTP/1.0"
+    }
+
+    /// How long its body is: none, a length, or chunked. Err (say why) for framing the
+    /// proxy will not guess at.
+    pub(crate) fn body(&self) -> Result<Body, &'static str> {
+        if self.lines.iter().any(|l| is_header(l, "transfer-encoding")) {
+            if self.lines.iter().any(|l| is_header(l, "content-length")) {
+                return Err("a request with both Content-Length and Transfer-Encoding");
+            }
+            return match codings(&self.lines) {
+                Some(c) if c == ["chunked"] => Ok(Body::Chunked),
+                _ => Err("a request Transfer-Encoding other than chunked"),
+            };
+        }
+        match length(&self.lines)? {
+            Some(n) => Ok(Body::Length(n)),
+            None => Ok(Body::None),
+        }
+    }
+
+    /// Whether the client wants the connection kept after this request.
+    pub(crate) fn keep_alive(&self) -> bool {
+        keep_alive(self.is_http10(), &self.lines)
     }
 
     /// For CONNECT: the `host:port` target.
@@ -116,6 +148,158 @@ impl Head {
         out.push_str("\r\n");
         out.into_bytes()
     }
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding (chunks, a last chunk, trailers).
+    Chunked,
+    /// Until the server closes the connection (responses only).
+    UntilClose,
+}
+
+/// The head of an HTTP/1 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    /// The status code.
+    pub(crate) status: u16,
+    http10: bool,
+    lines: Vec<String>,
+}
+
+impl Response {
+    /// Parses a complete response head (up to and including the blank line).
+    pub(crate) fn parse(head: &[u8]) -> Option<Response> {
+        let text = std::str::from_utf8(head).ok()?;
+        let mut lines = text.split("\r\n");
+        let first = lines.next()?;
+        let (version, rest) = first.split_once(' ')?;
+        let code = rest.split(' ').next()?;
+        if !matches!(version, "HTTP/1.0" | "HTTP/1.1")
+            || code.len() != 3
+            || !code.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        Some(Response {
+            status: code.parse().ok()?,
+            http10: version == "HTTP/1.0",
+            lines: header_lines(lines)?,
+        })
+    }
+
+    /// How long its body is, for a request with `method`. Err (say why) for framing
+    /// the proxy will not guess at.
+    pub(crate) fn body(&self, method: &str) -> Result<Body, &'static str> {
+        if method == "HEAD" || (100..200).contains(&self.status) || matches!(self.status, 204 | 304)
+        {
+            return Ok(Body::None);
+        }
+        if self.lines.iter().any(|l| is_header(l, "transfer-encoding")) {
+            if self.lines.iter().any(|l| is_header(l, "content-length")) {
+                return Err("a response with both Content-Length and Transfer-Encoding");
+            }
+            return Ok(match codings(&self.lines) {
+                Some(c) if c.last().map(String::as_str) == Some("chunked") => Body::Chunked,
+                _ => Body::UntilClose,
+            });
+        }
+        Ok(match length(&self.lines)? {
+            Some(n) => Body::Length(n),
+            None => Body::UntilClose,
+        })
+    }
+
+    /// Whether the server keeps the connection after this response.
+    pub(crate) fn keep_alive(&self) -> bool {
+        keep_alive(self.http10, &self.lines)
+    }
+}
+
+/// The header lines of a head after its first line, checked: `name: value`, the name a
+/// token (no spaces, no folding).
+fn header_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Option<Vec<String>> {
+    let mut kept = Vec::new();
+    for l in lines.filter(|l| !l.is_empty()) {
+        let (k, _) = l.split_once(':')?;
+        // A bare CR or LF could end the line for the server and not for us.
+        if k.is_empty()
+            || !k.bytes().all(|b| b.is_ascii_graphic())
+            || l.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+        {
+            return None;
+        }
+        kept.push(l.to_string());
+    }
+    Some(kept)
+}
+
+fn is_header(line: &str, name: &str) -> bool {
+    line.split_once(':')
+        .is_some_and(|(k, _)| k.eq_ignore_ascii_case(name))
+}
+
+fn header_values<'a>(lines: &'a [String], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    lines.iter().filter_map(move |l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The comma-separated tokens of every header `name`, lowercase.
+fn tokens(lines: &[String], name: &str) -> Vec<String> {
+    header_values(lines, name)
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The transfer codings (None when a coding carries parameters: not understood).
+fn codings(lines: &[String]) -> Option<Vec<String>> {
+    let c = tokens(lines, "transfer-encoding");
+    (!c.iter().any(|t| t.contains(';'))).then_some(c)
+}
+
+/// Content-Length: None without one; Err for a malformed one or two that differ.
+fn length(lines: &[String]) -> Result<Option<u64>, &'static str> {
+    let mut found: Option<u64> = None;
+    for v in header_values(lines, "content-length").flat_map(|v| v.split(',')) {
+        let v = v.trim();
+        if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("a malformed Content-Length");
+        }
+        let n: u64 = v.parse().map_err(|_| "a malformed Content-Length")?;
+        if found.is_some_and(|f| f != n) {
+            return Err("two different Content-Length values");
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+fn keep_alive(http10: bool, lines: &[String]) -> bool {
+    let c = tokens(lines, "connection");
+    if c.iter().any(|t| t == "close") {
+        return false;
+    }
+    !http10 || c.iter().any(|t| t == "keep-alive")
+}
+
+/// The size of a chunk from its size line (without the CRLF; extensions after `;`
+/// ignored). None when malformed.
+pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
+    let end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+    let hex = line[..end].trim_ascii_end();
+    if hex.is_empty() || hex.len() > 15 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// Splits `host[:port]` (`[v6]:port` too). None when malformed.
@@ -181,6 +365,87 @@ mod tests {
     }
 
     #[test]
+    fn request_framing() {
+        let body = |h: &str| Head::parse(h.as_bytes()).unwrap().body();
+        assert_eq!(body("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Body::None));
+        assert_eq!(
+            body("POST / HTTP/1.1\r\ncontent-length: 12\r\n\r\n"),
+            Ok(Body::Length(12))
+        );
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Body::Length(5))
+        );
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            Ok(Body::Chunked)
+        );
+        for bad in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked;x=1\r\n\r\n",
+        ] {
+            assert!(body(bad).is_err(), "{bad}");
+        }
+        let ka = |h: &str| Head::parse(h.as_bytes()).unwrap().keep_alive();
+        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn response_framing() {
+        let r = |h: &str| Response::parse(h.as_bytes()).unwrap();
+        let ok = r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!((ok.status, ok.body("GET")), (200, Ok(Body::Length(3))));
+        assert_eq!(ok.body("HEAD"), Ok(Body::None));
+        assert!(ok.keep_alive());
+        assert_eq!(
+            r("HTTP/1.1 204 No Content\r\n\r\n").body("GET"),
+            Ok(Body::None)
+        );
+        assert_eq!(r("HTTP/1.1 304 x\r\n\r\n").body("GET"), Ok(Body::None));
+        assert_eq!(
+            r("HTTP/1.1 100 Continue\r\n\r\n").body("POST"),
+            Ok(Body::None)
+        );
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").body("GET"),
+            Ok(Body::Chunked)
+        );
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").body("GET"),
+            Ok(Body::UntilClose)
+        );
+        let old = r("HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(
+            (old.body("GET"), old.keep_alive()),
+            (Ok(Body::UntilClose), false)
+        );
+        assert!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .body("GET")
+                .is_err()
+        );
+        for bad in [
+            "HTTP/2 200 OK\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "UP:GET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(Response::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+        assert_eq!(chunk_size(b"1aF;ext=1"), Some(0x1af));
+        assert_eq!(chunk_size(b"0"), Some(0));
+        for bad in [&b""[..], b"x", b"-1", b"1234567890abcdef0"] {
+            assert_eq!(chunk_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn malformed_heads() {
         for b in [
             &b"\x16\x03\x01"[..],
@@ -189,6 +454,11 @@ mod tests {
             b"GET / SPDY/3\r\n\r\n",
             b"GET / HTTP/1.1 x\r\n\r\n",
             b"GET / HTTP/1.1\r\nno-colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(Head::parse(b).is_none(), "{b:?}");
         }

@@ -8,6 +8,9 @@
 //!   host:port` (HTTPS_PROXY) and absolute-URI requests (HTTP_PROXY) by what they name
 //!   (the explicit proxy protocol); an origin-form HTTP request by its Host header, on
 //!   the original destination port; anything else is closed.
+//! - TLS is spliced unchanged after the decision; plain HTTP is relayed request by
+//!   request (`h1.rs`): each request on a connection is decided and recorded on its own,
+//!   its body spliced by its framing.
 //!
 //! The sandbox is known by the connection's source address (a sandbox cannot change
 //! its address: it holds no CAP_NET_ADMIN in its namespace), registered with
@@ -33,6 +36,9 @@
 //! Denied connections never reach an interceptor.
 
 mod conn;
+mod h1;
+#[cfg(test)]
+mod h1_tests;
 pub(crate) mod http;
 pub(crate) mod policy;
 mod records;

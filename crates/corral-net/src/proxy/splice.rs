@@ -2,6 +2,8 @@
 //! inside the kernel, no copy through the proxy's memory. On a small host the relay
 //! competes with the endpoints for CPU, and a user-space copy (two copies and twice
 //! the syscalls per chunk) costs about half the throughput of a direct connection.
+//! [`Pipe::exact`] moves a known number of bytes (an HTTP body whose length the
+//! framing gives, see [`super::h1`]), [`Pipe::to_end`] everything until end of stream.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -32,44 +34,112 @@ fn flags() -> SpliceFFlags {
 }
 
 async fn one_way(from: &TcpStream, to: &TcpStream, total: &AtomicU64) -> io::Result<()> {
-    let (pr, pw): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    // A bigger pipe: fewer splices (and wakeups) per megabyte.
-    let chunk = match fcntl(&pw, FcntlArg::F_SETPIPE_SZ(PIPE as i32)) {
-        Ok(_) => PIPE,
-        Err(_) => DEFAULT_PIPE,
-    };
-    loop {
-        // The pipe is empty here: fill it from the socket.
-        let n = loop {
+    let pipe = Pipe::new()?;
+    pipe.to_end(from, to, &mut |m| {
+        total.fetch_add(m, Ordering::Relaxed);
+    })
+    .await?;
+    // End of stream: pass the half-close on (the other direction goes on).
+    let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
+    Ok(())
+}
+
+/// A pipe between two sockets; empty whenever none of its methods is running (each
+/// drains what it filled before it returns Ok).
+pub(crate) struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    /// What one splice moves at most.
+    chunk: usize,
+}
+
+impl Pipe {
+    pub(crate) fn new() -> io::Result<Pipe> {
+        let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // A bigger pipe: fewer splices (and wakeups) per megabyte.
+        let chunk = match fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE as i32)) {
+            Ok(_) => PIPE,
+            Err(_) => DEFAULT_PIPE,
+        };
+        Ok(Pipe { r, w, chunk })
+    }
+
+    /// Moves exactly `n` bytes from `from` to `to`; `moved` is told each part that
+    /// reached `to`. `from` ending first is an `UnexpectedEof` error.
+    pub(crate) async fn exact(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        mut n: u64,
+        moved: &mut impl FnMut(u64),
+    ) -> io::Result<()> {
+        while n > 0 {
+            let want = usize::try_from(n).unwrap_or(usize::MAX).min(self.chunk);
+            let got = self.fill(from, want).await?;
+            if got == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection ended inside a message body",
+                ));
+            }
+            self.drain(to, got, moved).await?;
+            n -= got as u64;
+        }
+        Ok(())
+    }
+
+    /// Moves everything from `from` to `to` until `from` ends.
+    pub(crate) async fn to_end(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        moved: &mut impl FnMut(u64),
+    ) -> io::Result<()> {
+        loop {
+            let got = self.fill(from, self.chunk).await?;
+            if got == 0 {
+                return Ok(());
+            }
+            self.drain(to, got, moved).await?;
+        }
+    }
+
+    /// One splice socket -> pipe (the pipe is empty): what it moved, 0 at end of stream.
+    async fn fill(&self, from: &TcpStream, max: usize) -> io::Result<usize> {
+        loop {
             from.readable().await?;
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_fd(), None, pw.as_fd(), None, chunk, flags())
+                splice(from.as_fd(), None, self.w.as_fd(), None, max, flags())
                     .map_err(io::Error::from)
             }) {
-                Ok(n) => break n,
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
-        };
-        if n == 0 {
-            // End of stream: pass the half-close on (the other direction goes on).
-            let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
-            return Ok(());
         }
-        let mut left = n;
-        while left > 0 {
+    }
+
+    /// Splices pipe -> socket until the `n` bytes in the pipe are out.
+    async fn drain(
+        &self,
+        to: &TcpStream,
+        mut n: usize,
+        moved: &mut impl FnMut(u64),
+    ) -> io::Result<()> {
+        while n > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                splice(pr.as_fd(), None, to.as_fd(), None, left, flags()).map_err(io::Error::from)
+                splice(self.r.as_fd(), None, to.as_fd(), None, n, flags()).map_err(io::Error::from)
             }) {
                 Ok(m) => {
-                    left -= m;
-                    total.fetch_add(m as u64, Ordering::Relaxed);
+                    n -= m;
+                    moved(m as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use super::*;
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// An upstream that answers every connection with what it read first, prefixed.
-async fn upstream() -> u16 {
+pub(super) async fn upstream() -> u16 {
     let l = TcpListener::bind((LO, 0)).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -35,12 +35,18 @@ async fn upstream() -> u16 {
 }
 
 async fn proxy(up_port: u16) -> EgressProxy {
+    proxy_allowing(&format!("up.test:{up_port},*.up.test:{up_port}")).await
+}
+
+/// A proxy for sandbox `sb-1` at 127.0.0.1 with these allow rules (up.test and
+/// a.up.test resolve to 127.0.0.1, bad.up.test is denied).
+pub(super) async fn proxy_allowing(rules: &str) -> EgressProxy {
     let mut cfg = EgressConfig::default();
     cfg.resolve.insert("up.test".into(), LO);
     cfg.resolve.insert("a.up.test".into(), LO);
     cfg.deny.push(Rule::parse("bad.up.test").unwrap());
     let p = EgressProxy::start(cfg).await.unwrap();
-    let allow = parse_list(&format!("up.test:{up_port},*.up.test:{up_port}")).unwrap();
+    let allow = parse_list(rules).unwrap();
     p.register(
         LO,
         SandboxEgress {
@@ -56,7 +62,7 @@ async fn proxy(up_port: u16) -> EgressProxy {
     p
 }
 
-async fn talk(port: u16, send: &[u8]) -> String {
+pub(super) async fn talk(port: u16, send: &[u8]) -> String {
     let mut s = TcpStream::connect((LO, port)).await.unwrap();
     s.write_all(send).await.unwrap();
     let mut out = Vec::new();
@@ -64,7 +70,7 @@ async fn talk(port: u16, send: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn wait_records(p: &EgressProxy, n: usize) -> Vec<EgressRecord> {
+pub(super) async fn wait_records(p: &EgressProxy, n: usize) -> Vec<EgressRecord> {
     for _ in 0..200 {
         let r = p.records(Some("sb-1"), 100);
         if r.len() >= n {
@@ -78,7 +84,10 @@ async fn wait_records(p: &EgressProxy, n: usize) -> Vec<EgressRecord> {
 #[tokio::test]
 async fn connect_and_absolute_uri_are_decided_and_recorded() {
     let up = upstream().await;
-    let p = proxy(up).await;
+    // Plain HTTP is relayed request by request (h1.rs): the server must speak HTTP,
+    // and gets the head in origin form without Proxy-* headers.
+    let web = super::h1_tests::web("W").await;
+    let p = proxy_allowing(&format!("up.test:{up},*.up.test:{up},up.test:{web}")).await;
     let port = p.ports().proxy;
     let out = talk(
         port,
@@ -86,15 +95,15 @@ async fn connect_and_absolute_uri_are_decided_and_recorded() {
     )
     .await;
     assert_eq!(out, "HTTP/1.1 200 Connection established\r\n\r\nUP:hello");
-    let out = talk(
+    let got = talk(
         port,
-        format!("GET http://UP.test:{up}/a?tok=s3cret HTTP/1.1\r\nHost: up.test\r\nProxy-Authorization: x\r\n\r\n")
+        format!("GET http://UP.test:{web}/a?tok=s3cret HTTP/1.1\r\nHost: up.test\r\nProxy-Authorization: x\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     )
     .await;
-    assert_eq!(
-        out,
-        "UP:GET /a?tok=s3cret HTTP/1.1\r\nHost: up.test\r\n\r\n"
+    assert!(
+        got.ends_with("W GET /a?tok=s3cret host=up.test body=0 head=GET /a?tok=s3cret HTTP/1.1|Host: up.test|Connection: close"),
+        "{got}"
     );
     let out = talk(port, b"CONNECT other.test:443 HTTP/1.1\r\n\r\n").await;
     assert!(
@@ -115,6 +124,12 @@ async fn connect_and_absolute_uri_are_decided_and_recorded() {
         (r[1].method.as_deref(), r[1].path.as_deref()),
         (Some("GET"), Some("/a"))
     );
+    assert!(
+        r[1].allowed && r[1].via == Via::HttpProxy && r[1].bytes_down == got.len() as u64,
+        "{:?} {}",
+        r[1],
+        got.len()
+    );
     assert_eq!(r[1].host, "up.test");
     assert!(!r[2].allowed && r[2].rule.is_none());
     assert_eq!(
@@ -134,7 +149,7 @@ async fn connect_and_absolute_uri_are_decided_and_recorded() {
 }
 
 #[derive(Debug, Default)]
-struct Seen(Mutex<Vec<ConnInfo>>);
+pub(super) struct Seen(pub(super) Mutex<Vec<ConnInfo>>);
 
 impl Interceptor for Seen {
     fn wants(&self, c: &ConnInfo) -> bool {
