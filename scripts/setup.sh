@@ -16,8 +16,9 @@ fi
 need=()
 # iproute2 and nftables build sandbox networks (mode open; see docs/network.md);
 # debootstrap builds Debian base templates (`corral template debootstrap`); curl and
-# python3-pip are what the egress tests drive through the proxy (mode allow).
-for pkg in gcc libc6-dev python3 python3-venv procps util-linux openssl iproute2 nftables debootstrap curl python3-pip; do
+# python3-pip are what the egress tests drive through the proxy (mode allow); zstd
+# compresses the tests' zstd OCI layers.
+for pkg in gcc libc6-dev python3 python3-venv procps util-linux openssl iproute2 nftables debootstrap curl python3-pip zstd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -25,5 +25,6 @@ mod recipes;
 mod restart;
 mod secrets;
 mod template_builds;
+mod template_config;
 mod templates;
 mod tls;

@@ -103,7 +103,7 @@ impl Manager {
         l.ensure_running()?;
         let mut req = req;
         req.background = true;
-        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let cmd = self.command(&l, &req)?;
         let mut s = exec::start(&l, &cmd, true).await?;
         let stdin_w = Arc::new(tokio::sync::Mutex::new(s.stdin.take()));
         let exec_id = s.exec_id;

@@ -20,7 +20,8 @@ use super::clock::now_ms;
 use super::conn::Exited;
 use super::live::{command_env, Live};
 use super::procs::{process_id, Proc, Tail};
-use super::SandboxError;
+use super::{Manager, SandboxError};
+use crate::templates::{ImageDefaults, TemplateStore};
 
 /// Default timeout of a foreground command.
 pub(crate) const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,15 +36,77 @@ pub(crate) struct Command {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    /// `cwd` is the template's WORKDIR (not the request's): named in a failure.
+    pub cwd_from_template: bool,
     pub user: SandboxUser,
     pub timeout: Option<Duration>,
 }
 
-/// Checks an exec request against the sandbox and fills in defaults.
+impl Manager {
+    /// What the sandbox's template gives the processes started in it (its image's
+    /// env, working directory and user).
+    pub(crate) fn image_defaults(&self, live: &Live) -> Result<ImageDefaults, SandboxError> {
+        let template = live.row().template;
+        TemplateStore::new(&self.cfg.data_dir, self.cfg.id_map_base)
+            .defaults(&template)
+            .map_err(|e| {
+                SandboxError::Internal(format!(
+                    "reading the config of template {template}: {}",
+                    corral_isolate::error_chain(&e)
+                ))
+            })
+    }
+
+    /// Checks an exec request against the sandbox and fills in the defaults: the
+    /// template's, then corral's (see [`command`]).
+    pub(crate) fn command(&self, live: &Live, req: &ExecRequest) -> Result<Command, SandboxError> {
+        command(live, req, self.remaining(live), &self.image_defaults(live)?)
+    }
+}
+
+/// Who, where and with which environment a process runs: the request's `user`, `cwd`
+/// and `env` win; then the template's image config; then corral's defaults (user
+/// `sandbox`, the user's home, PATH/HOME/USER/...). The sandbox's own environment (its
+/// create request's `env`, secret placeholders, the egress proxy and CA variables)
+/// sits between the template's env and the request's, so a template cannot turn off
+/// corral's proxy or CA settings.
+pub(crate) struct Effective {
+    pub user: SandboxUser,
+    pub cwd: Option<String>,
+    pub cwd_from_template: bool,
+    pub env: Vec<(String, String)>,
+}
+
+pub(crate) fn effective(
+    image: &ImageDefaults,
+    sandbox_env: &BTreeMap<String, String>,
+    req_user: Option<SandboxUser>,
+    req_cwd: Option<&str>,
+    req_env: &BTreeMap<String, String>,
+) -> Effective {
+    let user = req_user.or(image.user).unwrap_or(SandboxUser::Sandbox);
+    let (cwd, cwd_from_template) = match (req_cwd, &image.workdir) {
+        (Some(c), _) => (Some(c.to_string()), false),
+        (None, Some(w)) => (Some(w.clone()), true),
+        (None, None) => (None, false),
+    };
+    let mut under: BTreeMap<String, String> = image.env.iter().cloned().collect();
+    under.extend(sandbox_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Effective {
+        user,
+        cwd,
+        cwd_from_template,
+        env: command_env(user, &under, req_env),
+    }
+}
+
+/// Checks an exec request against the sandbox and fills in defaults (`image`: the
+/// template's, see [`effective`]).
 pub(crate) fn command(
     live: &Live,
     req: &ExecRequest,
     max: Duration,
+    image: &ImageDefaults,
 ) -> Result<Command, SandboxError> {
     if req.cmd.is_empty() || req.cmd[0].is_empty() {
         return Err(SandboxError::InvalidRequest(
@@ -71,11 +134,13 @@ pub(crate) fn command(
         None => Some(DEFAULT_EXEC_TIMEOUT.min(max)),
     };
     let sandbox_env = live.row().env;
+    let e = effective(image, &sandbox_env, user, req.cwd.as_deref(), &req.env);
     Ok(Command {
         argv: req.cmd.clone(),
-        env: command_env(user, &sandbox_env, &req.env),
-        cwd: req.cwd.clone(),
-        user,
+        env: e.env,
+        cwd: e.cwd,
+        cwd_from_template: e.cwd_from_template,
+        user: e.user,
         timeout,
     })
 }
@@ -92,13 +157,29 @@ pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), SandboxErr
     Ok(())
 }
 
-fn parse_user(user: Option<&str>) -> Result<SandboxUser, SandboxError> {
+/// The request's `user`; None: the template's, else `sandbox`.
+fn parse_user(user: Option<&str>) -> Result<Option<SandboxUser>, SandboxError> {
     match user {
-        None | Some("sandbox") => Ok(SandboxUser::Sandbox),
-        Some("root") => Ok(SandboxUser::Root),
+        None => Ok(None),
+        Some("sandbox") => Ok(Some(SandboxUser::Sandbox)),
+        Some("root") => Ok(Some(SandboxUser::Root)),
         Some(other) => Err(SandboxError::InvalidRequest(format!(
-            "unknown user {other:?}; use \"sandbox\" (the default) or \"root\""
+            "unknown user {other:?}; use \"sandbox\" or \"root\" (default: the template's USER, else \"sandbox\")"
         ))),
+    }
+}
+
+/// A start failure, with the template named when its WORKDIR is what is missing.
+pub(crate) fn start_error(e: SandboxError, cwd: Option<&str>, from_template: bool) -> SandboxError {
+    match (e, cwd) {
+        (SandboxError::InvalidRequest(m) | SandboxError::NotFound(m), Some(w))
+            if from_template && m.contains("working directory") =>
+        {
+            SandboxError::InvalidRequest(format!(
+                "{m}; {w} is the template's WORKDIR: create it in the sandbox or pass cwd"
+            ))
+        }
+        (e, _) => e,
     }
 }
 
@@ -162,12 +243,13 @@ pub(crate) async fn start(
         }
         Err(e) => {
             live.conn.forget_exit(exec_id);
-            return Err(match e {
+            let e = match e {
                 SandboxError::NotFound(m) | SandboxError::PermissionDenied(m) => {
                     SandboxError::InvalidRequest(m)
                 }
                 other => other,
-            });
+            };
+            return Err(start_error(e, cmd.cwd.as_deref(), cmd.cwd_from_template));
         }
     };
     let stdin = if keep_stdin {
@@ -586,6 +668,97 @@ pub(crate) async fn signal(live: &Live, exec_id: u64, sig: i32) -> Result<(), Sa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_template_config_is_the_default_and_the_request_wins() {
+        let image = ImageDefaults {
+            env: vec![
+                ("PATH".into(), "/opt/py/bin:/usr/bin".into()),
+                ("A".into(), "template".into()),
+                ("B".into(), "template".into()),
+                ("HTTPS_PROXY".into(), "http://template.invalid".into()),
+            ],
+            workdir: Some("/srv/app".into()),
+            user: Some(SandboxUser::Sandbox),
+        };
+        // The sandbox's env: its create request's and corral's proxy variables.
+        let sandbox = map(&[
+            ("B", "sandbox"),
+            ("HTTPS_PROXY", "http://corral-proxy.invalid:3128"),
+        ]);
+        let e = effective(&image, &sandbox, None, None, &BTreeMap::new());
+        assert_eq!(e.user, SandboxUser::Sandbox);
+        assert_eq!(e.cwd.as_deref(), Some("/srv/app"));
+        assert!(e.cwd_from_template);
+        assert_eq!(get(&e.env, "PATH"), Some("/opt/py/bin:/usr/bin"));
+        assert_eq!(get(&e.env, "A"), Some("template"));
+        assert_eq!(get(&e.env, "B"), Some("sandbox"));
+        assert_eq!(
+            get(&e.env, "HTTPS_PROXY"),
+            Some("http://corral-proxy.invalid:3128")
+        );
+        assert_eq!(get(&e.env, "HOME"), Some("/home/sandbox"));
+
+        let e = effective(
+            &image,
+            &sandbox,
+            Some(SandboxUser::Root),
+            Some("/tmp"),
+            &map(&[("A", "request"), ("B", "request")]),
+        );
+        assert_eq!(e.user, SandboxUser::Root);
+        assert_eq!(e.cwd.as_deref(), Some("/tmp"));
+        assert!(!e.cwd_from_template);
+        assert_eq!(get(&e.env, "A"), Some("request"));
+        assert_eq!(get(&e.env, "B"), Some("request"));
+        assert_eq!(get(&e.env, "HOME"), Some("/root"));
+        assert_eq!(get(&e.env, "USER"), Some("root"));
+    }
+
+    #[test]
+    fn without_a_template_config_corrals_defaults_apply() {
+        let root_image = ImageDefaults {
+            user: Some(SandboxUser::Root),
+            ..ImageDefaults::default()
+        };
+        let e = effective(&root_image, &BTreeMap::new(), None, None, &BTreeMap::new());
+        assert_eq!((e.user, e.cwd), (SandboxUser::Root, None));
+        let e = effective(
+            &ImageDefaults::default(),
+            &BTreeMap::new(),
+            None,
+            None,
+            &BTreeMap::new(),
+        );
+        assert_eq!((e.user, e.cwd), (SandboxUser::Sandbox, None));
+        assert_eq!(get(&e.env, "PATH"), Some("/usr/local/bin:/usr/bin:/bin"));
+        assert_eq!(parse_user(None).unwrap(), None);
+        assert!(parse_user(Some("admin")).is_err());
+    }
+
+    #[test]
+    fn a_missing_template_workdir_is_named() {
+        let m = "working directory /srv/app: ENOENT: No such file or directory".to_string();
+        let e = start_error(
+            SandboxError::InvalidRequest(m.clone()),
+            Some("/srv/app"),
+            true,
+        );
+        assert!(e.to_string().contains("template's WORKDIR"), "{e}");
+        let e = start_error(SandboxError::InvalidRequest(m), Some("/srv/app"), false);
+        assert!(!e.to_string().contains("WORKDIR"), "{e}");
+    }
 
     #[test]
     fn utf8_split_across_reads_is_kept_together() {

@@ -429,7 +429,7 @@ impl Manager {
         let t0 = std::time::Instant::now();
         let l = self.find(tenant, id)?;
         l.ensure_running()?;
-        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let cmd = self.command(&l, &req)?;
         let r = exec::run_collect(&l, &cmd, req.stdin).await;
         self.metrics.observe_exec(t0.elapsed(), &r);
         r
@@ -445,7 +445,7 @@ impl Manager {
     ) -> Result<mpsc::Receiver<ExecEvent>, SandboxError> {
         let l = self.find(tenant, id)?;
         l.ensure_running()?;
-        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let cmd = self.command(&l, &req)?;
         exec::run_stream(l, cmd, req.stdin).await
     }
 
@@ -460,7 +460,7 @@ impl Manager {
         l.ensure_running()?;
         let mut req = req;
         req.background = true;
-        let cmd = exec::command(&l, &req, self.remaining(&l))?;
+        let cmd = self.command(&l, &req)?;
         let exec_id = exec::run_background(l.clone(), cmd, req.stdin).await?;
         self.process(tenant, id, &procs::process_id(exec_id))
     }
@@ -560,7 +560,8 @@ impl Manager {
     ) -> Result<PtySession, SandboxError> {
         let l = self.find(tenant, id)?;
         l.ensure_running()?;
-        pty::open(l, req).await
+        let image = self.image_defaults(&l)?;
+        pty::open(l, req, &image).await
     }
 
     /// Opens a file inside the sandbox for reading: the file and its size. The caller

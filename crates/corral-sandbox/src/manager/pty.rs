@@ -6,14 +6,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_isolate::ctl::{CtlOp, CtlReply, Stdio};
-use corral_isolate::SandboxUser;
 use corral_types::RunResult;
 use tokio::sync::{mpsc, oneshot};
 
-use super::live::{command_env, Live};
+use super::live::Live;
 use super::{PtyInput, PtyRequest, PtySession, SandboxError};
+use crate::templates::ImageDefaults;
 
-pub(crate) async fn open(l: Arc<Live>, req: PtyRequest) -> Result<PtySession, SandboxError> {
+/// Opens a terminal running `req.cmd` with the template's defaults (`image`) under the
+/// request's env and cwd (see exec::effective); it runs as the template's user, else
+/// `sandbox`.
+pub(crate) async fn open(
+    l: Arc<Live>,
+    req: PtyRequest,
+    image: &ImageDefaults,
+) -> Result<PtySession, SandboxError> {
     let argv = if req.cmd.is_empty() {
         vec!["/bin/bash".to_string(), "-l".to_string()]
     } else {
@@ -27,8 +34,8 @@ pub(crate) async fn open(l: Arc<Live>, req: PtyRequest) -> Result<PtySession, Sa
     env_extra
         .entry("TERM".into())
         .or_insert_with(|| "xterm-256color".into());
-    let user = SandboxUser::Sandbox;
-    let env = command_env(user, &l.row().env, &env_extra);
+    let e = super::exec::effective(image, &l.row().env, None, req.cwd.as_deref(), &env_extra);
+    let (user, env, cwd, from_template) = (e.user, e.env, e.cwd, e.cwd_from_template);
     let exec_id = l.exec_id();
     let exit = l.conn.expect_exit(exec_id);
     let rows = if req.rows == 0 { 24 } else { req.rows };
@@ -41,7 +48,7 @@ pub(crate) async fn open(l: Arc<Live>, req: PtyRequest) -> Result<PtySession, Sa
                 id: exec_id,
                 argv,
                 env,
-                cwd: req.cwd.clone(),
+                cwd: cwd.clone(),
                 user,
                 stdio: Stdio::Pty { rows, cols },
             },
@@ -65,7 +72,7 @@ pub(crate) async fn open(l: Arc<Live>, req: PtyRequest) -> Result<PtySession, Sa
         }
         Err(e) => {
             l.conn.forget_exit(exec_id);
-            return Err(e);
+            return Err(super::exec::start_error(e, cwd.as_deref(), from_template));
         }
     };
     nix::fcntl::fcntl(

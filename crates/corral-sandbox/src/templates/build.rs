@@ -149,6 +149,8 @@ struct State {
     args: BTreeMap<String, String>,
     workdir: String,
     user: u32,
+    /// A USER was given (here or in the base): the template records it, root included.
+    user_set: bool,
     /// Layers below, bottom first (the base's and the ones built so far).
     layers: Vec<LayerEntry>,
     key: String,
@@ -225,6 +227,7 @@ impl TemplateStore {
             args: BTreeMap::new(),
             workdir: "/".into(),
             user: 0,
+            user_set: false,
             layers: Vec::new(),
             key: String::new(),
         };
@@ -308,6 +311,7 @@ impl TemplateStore {
                         }
                         st.workdir = m.workdir.clone().unwrap_or_else(|| "/".into());
                         st.user = m.user.unwrap_or(0);
+                        st.user_set = m.user.is_some();
                         st.layers = m.layers.clone();
                         base.source = m.pinned();
                     }
@@ -325,6 +329,7 @@ impl TemplateStore {
                 }
                 Instr::User(u) => {
                     st.user = *u;
+                    st.user_set = true;
                     st.key = h(&[st.key.as_bytes(), instr_text.as_bytes()]);
                 }
                 // Not in the chain: a value reaches later keys where it is used (in
@@ -451,7 +456,7 @@ impl TemplateStore {
             env,
             base: base.host.as_ref().map(|_| "host".to_string()),
             workdir: (st.workdir != "/").then_some(st.workdir),
-            user: (st.user != 0).then_some(st.user),
+            user: st.user_set.then_some(st.user),
             allow: recipe.allow.clone(),
         };
         self.register(m, req.version.as_deref(), &[])

@@ -19,6 +19,7 @@
 //! it is written once and never changed, and the directory listing is the index.
 
 mod build;
+mod config;
 mod copy;
 mod debootstrap;
 mod dir;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::build::{BuildEvent, BuildNetwork, BuildRequest};
+pub(crate) use self::config::ImageDefaults;
 pub use self::debootstrap::Debootstrap;
 pub use self::helper::build_main;
 pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob, DebootstrapJob, JobSource};
@@ -171,10 +173,13 @@ struct Manifest {
     /// "host": the layers sit on the host template (its skeleton and /usr binds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     base: Option<String>,
-    /// A recipe's final WORKDIR (recorded; execs do not apply it yet).
+    /// The image's working directory (a recipe's final WORKDIR, an OCI WorkingDir):
+    /// absolute, checked; processes start there unless they ask otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     workdir: Option<String>,
-    /// A recipe's final USER, when not root (recorded; execs do not apply it yet).
+    /// The image's user, as the uid a sandbox runs as (0 or 1000; an OCI User is
+    /// resolved at import); processes run as it unless they ask otherwise. None: the
+    /// image named none (corral's default, `sandbox`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<u32>,
     /// The hosts a recipe's `# corral: allow` names (for RUN egress, not wired yet).
@@ -217,8 +222,13 @@ impl Manifest {
                 })
                 .collect(),
             env: self.env.clone(),
+            config: config::to_api(&self.env, self.workdir.as_deref(), self.user),
             created_at: corral_types::rfc3339_ms(self.created_at_ms),
         }
+    }
+
+    fn defaults(&self) -> ImageDefaults {
+        ImageDefaults::from_recorded(&self.env, self.workdir.as_deref(), self.user)
     }
 }
 
@@ -232,8 +242,42 @@ fn host_entry() -> Template {
         size_bytes: 0,
         layers: Vec::new(),
         env: Vec::new(),
+        config: Default::default(),
         created_at: corral_types::rfc3339_ms(0),
     }
+}
+
+/// An imported image's WorkingDir, checked, and User, resolved against the /etc/passwd
+/// and /etc/group of corral's layer `corral_layer` (the image's own, plus root and
+/// sandbox). A config corral cannot apply refuses the import.
+fn image_config(
+    source: &TemplateSource,
+    image: &oci::Image,
+    corral_layer: &Path,
+) -> Result<(Option<String>, Option<u32>), TemplateStoreError> {
+    let path = match source {
+        TemplateSource::Dir(p) | TemplateSource::Oci(p) => p.clone(),
+    };
+    let bad = |why| TemplateStoreError::BadSource {
+        path: path.clone(),
+        why,
+    };
+    let workdir = image
+        .workdir
+        .as_deref()
+        .map(config::check_workdir)
+        .transpose()
+        .map_err(bad)?;
+    let user = match image.user.as_deref() {
+        None => None,
+        Some(spec) => {
+            let read = |rel: &str| fs::read_to_string(corral_layer.join(rel)).unwrap_or_default();
+            let uid =
+                config::resolve_user(spec, &read("etc/passwd"), &read("etc/group")).map_err(bad)?;
+            Some(uid)
+        }
+    };
+    Ok((workdir, user))
 }
 
 /// Checks a template name: 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
@@ -403,6 +447,25 @@ impl TemplateStore {
         let mut out = vec![host_entry()];
         out.extend(self.manifests()?.iter().map(Manifest::to_api));
         Ok(out)
+    }
+
+    /// What a template's image gives the processes started in it (`host`: nothing).
+    /// A pinned `name:version` reads that one manifest only (this runs for every exec).
+    pub(crate) fn defaults(&self, r: &str) -> Result<ImageDefaults, TemplateStoreError> {
+        if r == "host" {
+            return Ok(ImageDefaults::default());
+        }
+        if let Some((name, version)) = r.split_once(':') {
+            if check_template_name(name).is_ok() && check_version(version).is_ok() {
+                let file = self.images().join(name).join(format!("{version}.json"));
+                if let Ok(bytes) = fs::read(&file) {
+                    if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
+                        return Ok(m.defaults());
+                    }
+                }
+            }
+        }
+        Ok(self.find(r)?.defaults())
     }
 
     fn find(&self, r: &str) -> Result<Manifest, TemplateStoreError> {
@@ -627,7 +690,7 @@ impl TemplateStore {
     ) -> Result<Template, TemplateStoreError> {
         let mkio = |d: &Path| TemplateStoreError::io(format!("creating {}", d.display()));
         let mut built: Vec<(PathBuf, String)> = Vec::new();
-        let (source_text, env) = match source {
+        let (source_text, image) = match source {
             TemplateSource::Dir(src) => {
                 let src = src
                     .canonicalize()
@@ -654,7 +717,7 @@ impl TemplateStore {
                 dir::copy_tree(&src, &w, how)?;
                 built.push((d, "dir".into()));
                 let text = own_tree.unwrap_or_else(|| format!("dir:{}", src.display()));
-                (text, Vec::new())
+                (text, oci::Image::default())
             }
             TemplateSource::Oci(path) => {
                 let meta = fs::metadata(path).map_err(|e| TemplateStoreError::BadSource {
@@ -669,6 +732,10 @@ impl TemplateStore {
                     d
                 };
                 let image = oci::read_image(&image_root)?;
+                config::check_env(&image.env).map_err(|why| TemplateStoreError::BadSource {
+                    path: path.clone(),
+                    why,
+                })?;
                 for (i, (blob, digest)) in image.layers.iter().enumerate() {
                     let d = tmp.join(format!("l{i}"));
                     let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
@@ -676,13 +743,14 @@ impl TemplateStore {
                     built.push((d, digest.clone()));
                 }
                 let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-                (format!("oci:{}", canonical.display()), image.env)
+                (format!("oci:{}", canonical.display()), image)
             }
         };
         let top_first: Vec<PathBuf> = built.iter().rev().map(|(d, _)| d.clone()).collect();
         let d = tmp.join("corral");
         let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
         etc::write_corral_layer(&w, &top_first)?;
+        let (workdir, user) = image_config(source, &image, &d)?;
         built.push((d, "corral".into()));
 
         let mut entries = Vec::new();
@@ -709,10 +777,10 @@ impl TemplateStore {
             id_base: self.id_base,
             source: source_text,
             layers: entries,
-            env,
+            env: image.env,
             base: None,
-            workdir: None,
-            user: None,
+            workdir,
+            user,
             allow: Vec::new(),
         };
         self.register(m, version, &pending)

@@ -2,12 +2,15 @@
 //! Docker 25+, `skopeo copy oci-archive:`), or an older `docker save` tarball
 //! (manifest.json naming each layer's tar). Layers are applied in order, each into a
 //! layer directory of its own (see layer.rs for whiteouts and path checks); blobs are
-//! checked against their digests.
+//! checked against their digests. Layers may be plain tar, gzip or zstd (ruzstd, pure
+//! Rust), told apart by their first bytes.
 
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +22,10 @@ use super::TemplateStoreError;
 pub(crate) struct Image {
     /// (blob file, blob digest or name).
     pub layers: Vec<(PathBuf, String)>,
+    /// The config's `Env`, `WorkingDir` and `User` (as written; checked by the import).
     pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +74,24 @@ struct ImageConfig {
 struct ImageConfigInner {
     #[serde(default)]
     env: Option<Vec<String>>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+impl ImageConfig {
+    /// The image with these layers and this config's Env, WorkingDir and User (empty
+    /// strings mean unset, as in Docker).
+    fn image(self, layers: Vec<(PathBuf, String)>) -> Image {
+        let c = self.config.unwrap_or_default();
+        Image {
+            layers,
+            env: c.env.unwrap_or_default(),
+            workdir: c.working_dir.filter(|w| !w.is_empty()),
+            user: c.user.filter(|u| !u.is_empty()),
+        }
+    }
 }
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> TemplateStoreError {
@@ -142,18 +166,9 @@ pub(crate) fn read_image(root: &Path) -> Result<Image, TemplateStoreError> {
                     .unwrap_or_default();
             let mut layers = Vec::new();
             for l in &m.layers {
-                if l.media_type.contains("zstd") {
-                    return Err(bad(
-                        root,
-                        "zstd-compressed layers are not supported yet (gzip or plain tar only)",
-                    ));
-                }
                 layers.push((blob(root, &l.digest)?, l.digest.clone()));
             }
-            return Ok(Image {
-                layers,
-                env: cfg.config.and_then(|c| c.env).unwrap_or_default(),
-            });
+            return Ok(cfg.image(layers));
         }
     }
     if root.join("manifest.json").exists() {
@@ -167,10 +182,7 @@ pub(crate) fn read_image(root: &Path) -> Result<Image, TemplateStoreError> {
         for l in &m.layers {
             layers.push((inside(root, l)?, l.clone()));
         }
-        return Ok(Image {
-            layers,
-            env: cfg.config.and_then(|c| c.env).unwrap_or_default(),
-        });
+        return Ok(cfg.image(layers));
     }
     Err(bad(
         root,
@@ -205,8 +217,113 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Applies a layer blob (tar, gzip-compressed or not) into `w`; checks the blob's
-/// digest when `digest` is one.
+/// The first bytes of a zstd frame (0xFD2FB528, little-endian).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A zstd stream that cannot be decoded (marks the io::Error, so the import can say so
+/// instead of blaming the tar archive).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ZstdCorrupt(String);
+
+fn zstd_corrupt(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, ZstdCorrupt(what.to_string()))
+}
+
+/// Decodes every frame of a zstd stream in turn (skippable frames are skipped),
+/// checking each frame's content checksum when it carries one.
+struct ZstdFrames<R> {
+    src: R,
+    dec: FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(src: R) -> ZstdFrames<R> {
+        ZstdFrames {
+            src,
+            dec: FrameDecoder::new(),
+            in_frame: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.in_frame {
+                if self.dec.can_collect() > 0 {
+                    return self.dec.read(buf);
+                }
+                if !self.dec.is_finished() {
+                    self.dec
+                        .decode_blocks(&mut self.src, BlockDecodingStrategy::UptoBlocks(1))
+                        .map_err(zstd_corrupt)?;
+                    continue;
+                }
+                if let (Some(want), Some(got)) = (
+                    self.dec.get_checksum_from_data(),
+                    self.dec.get_calculated_checksum(),
+                ) {
+                    if want != got {
+                        return Err(zstd_corrupt(format!(
+                            "frame checksum mismatch (expected {want:08x}, decoded {got:08x})"
+                        )));
+                    }
+                }
+                self.in_frame = false;
+            }
+            if self.src.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.dec.reset(&mut self.src) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let skipped = io::copy(
+                        &mut (&mut self.src).take(u64::from(length)),
+                        &mut io::sink(),
+                    )?;
+                    if skipped < u64::from(length) {
+                        return Err(zstd_corrupt("a skippable frame is cut short"));
+                    }
+                }
+                Err(e) => return Err(zstd_corrupt(e)),
+            }
+        }
+    }
+}
+
+/// The zstd decoder's complaint inside a tar error, if that is what it is.
+fn zstd_cause(e: &TemplateStoreError) -> Option<String> {
+    let TemplateStoreError::Tar(io) = e else {
+        return None;
+    };
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(io);
+    while let Some(err) = cur {
+        if let Some(z) = err.downcast_ref::<ZstdCorrupt>() {
+            return Some(z.0.clone());
+        }
+        if let Some(z) = err
+            .downcast_ref::<io::Error>()
+            .and_then(|i| i.get_ref())
+            .and_then(|i| i.downcast_ref::<ZstdCorrupt>())
+        {
+            return Some(z.0.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Applies a layer blob (tar; plain, gzip or zstd) into `w`; checks the blob's digest
+/// when `digest` is one. A blob that fails to unpack and does not match its digest is
+/// reported as the digest mismatch (it was damaged), not as whatever broke first.
 pub(crate) fn apply_blob(
     path: &Path,
     digest: &str,
@@ -217,26 +334,28 @@ pub(crate) fn apply_blob(
         inner: BufReader::with_capacity(1 << 20, f),
         h: Sha256::new(),
     };
-    let mut magic = [0u8; 2];
+    let mut magic = [0u8; 4];
     let mut head = Vec::new();
     (&mut hashing)
-        .take(2)
+        .take(4)
         .read_to_end(&mut head)
         .map_err(|e| bad(path, e))?;
     magic[..head.len()].copy_from_slice(&head);
     let chained = io::Cursor::new(head).chain(&mut hashing);
-    if magic == [0x1f, 0x8b] {
-        apply_tar(flate2::read::GzDecoder::new(chained), w)?;
-    } else if magic == [0x28, 0xb5] {
-        return Err(bad(
-            path,
-            "zstd-compressed layers are not supported yet (gzip or plain tar only)",
-        ));
+    // The whole stream is decoded, past the tar's end: a compressed blob's checksum
+    // sits at its end, and so may damage that the tar reader never reaches.
+    let applied = if magic[..2] == [0x1f, 0x8b] {
+        apply_all(flate2::read::GzDecoder::new(chained), w)
+    } else if magic == ZSTD_MAGIC {
+        apply_all(ZstdFrames::new(BufReader::new(chained)), w).map_err(|e| match zstd_cause(&e) {
+            Some(why) => bad(path, format!("the layer's zstd data is corrupt: {why}")),
+            None => e,
+        })
     } else {
-        apply_tar(chained, w)?;
-    }
+        apply_tar(chained, w)
+    };
     // Read what tar left (padding) so the digest covers the whole blob.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(path, e))?;
+    let drained = io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(path, e));
     if digest.starts_with("sha256:") {
         let got = format!("sha256:{}", hex(&hashing.h.finalize()));
         if got != digest {
@@ -246,6 +365,16 @@ pub(crate) fn apply_blob(
             ));
         }
     }
+    applied?;
+    drained?;
+    Ok(())
+}
+
+/// Applies a decompressed tar stream, then reads the stream to its end (so its
+/// checksum is checked).
+fn apply_all<R: Read>(mut r: R, w: &LayerWriter) -> Result<(), TemplateStoreError> {
+    apply_tar(&mut r, w)?;
+    io::copy(&mut r, &mut io::sink()).map_err(TemplateStoreError::tar)?;
     Ok(())
 }
 
@@ -360,5 +489,105 @@ pub(crate) fn unpack_archive(path: &Path, dir: &Path, id: u32) -> Result<(), Tem
         apply_tar(flate2::read::GzDecoder::new(chained), &w)
     } else {
         apply_tar(chained, &w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// A tar holding `hello.txt` ("hello zstd") and a 1 MiB file of varied bytes.
+    fn tar_bytes() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add("hello.txt", b"hello zstd");
+        let big: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        add("big.bin", &big);
+        b.into_inner().unwrap()
+    }
+
+    /// Compresses with the zstd command-line tool (the Debian package `zstd`, which
+    /// scripts/setup.sh installs): the encoder images are made with, not ours.
+    fn zstd_cli(data: &[u8], args: &[&str]) -> Vec<u8> {
+        let mut c = Command::new("zstd")
+            .args(args)
+            .args(["-q", "-c", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the zstd tool (apt-get install zstd; scripts/setup.sh installs it)");
+        let mut stdin = c.stdin.take().unwrap();
+        let data = data.to_vec();
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+        let out = c.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    fn digest(b: &[u8]) -> String {
+        format!("sha256:{}", hex(&Sha256::digest(b)))
+    }
+
+    /// Applies `blob` (checked against `digest`) into a fresh layer.
+    fn apply(blob: &[u8], digest: &str) -> (tempfile::TempDir, Result<(), TemplateStoreError>) {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("blob");
+        fs::write(&path, blob).unwrap();
+        let w = LayerWriter::create(&t.path().join("layer"), 0).unwrap();
+        let r = apply_blob(&path, digest, &w);
+        (t, r)
+    }
+
+    #[test]
+    fn zstd_layers_made_by_the_zstd_tool_apply() {
+        let tar = tar_bytes();
+        // One frame, several frames (concatenated), and a frame without a checksum.
+        let one = zstd_cli(&tar, &["-3"]);
+        let mut two = zstd_cli(&tar[..4096], &["-1"]);
+        two.extend(zstd_cli(&tar[4096..], &["-19"]));
+        let plain = zstd_cli(&tar, &["--no-check"]);
+        for blob in [one, two, plain] {
+            assert_eq!(&blob[..4], &ZSTD_MAGIC);
+            let (t, r) = apply(&blob, &digest(&blob));
+            r.unwrap();
+            let layer = t.path().join("layer");
+            assert_eq!(fs::read(layer.join("hello.txt")).unwrap(), b"hello zstd");
+            assert_eq!(fs::metadata(layer.join("big.bin")).unwrap().len(), 1 << 20);
+        }
+    }
+
+    #[test]
+    fn a_damaged_zstd_layer_is_refused_clearly() {
+        let blob = zstd_cli(&tar_bytes(), &["-3"]);
+        let mut bad_blob = blob.clone();
+        let mid = bad_blob.len() / 2;
+        for b in &mut bad_blob[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        // Against the image's digest: the damage shows as a digest mismatch.
+        let (_t, r) = apply(&bad_blob, &digest(&blob));
+        let e = corral_isolate::error_chain(&r.unwrap_err());
+        assert!(e.contains("layer digest mismatch"), "{e}");
+        // A blob damaged before it was hashed: the decoder's complaint, named as such.
+        let (_t, r) = apply(&bad_blob, &digest(&bad_blob));
+        let e = corral_isolate::error_chain(&r.unwrap_err());
+        assert!(e.contains("zstd data is corrupt"), "{e}");
+        // Cut short.
+        let short = &blob[..blob.len() / 3];
+        let (_t, r) = apply(short, &digest(short));
+        let e = corral_isolate::error_chain(&r.unwrap_err());
+        assert!(e.contains("zstd") || e.contains("malformed tar"), "{e}");
     }
 }

@@ -48,8 +48,8 @@ pub use secret::{Secret, SecretList, SecretPutRequest};
 pub use snapshot::{Snapshot, SnapshotList};
 pub use template::{
     Template, TemplateBuild, TemplateBuildCreateRequest, TemplateBuildEvent, TemplateBuildList,
-    TemplateBuildRequest, TemplateBuildSource, TemplateBuildState, TemplateImportRequest,
-    TemplateLayer, TemplateList,
+    TemplateBuildRequest, TemplateBuildSource, TemplateBuildState, TemplateConfig,
+    TemplateImportRequest, TemplateLayer, TemplateList,
 };
 
 /// The default page size of list endpoints, and the largest accepted.

@@ -20,10 +20,33 @@ pub struct Template {
     pub size_bytes: u64,
     /// Its read-only layers, bottom first; the last one is corral's (see docs/templates.md).
     pub layers: Vec<TemplateLayer>,
-    /// The image's environment (`KEY=value`), when the source declared one.
+    /// The image's environment (`KEY=value`), when the source declared one; the same
+    /// as `config.env` (kept for existing clients).
     pub env: Vec<String>,
+    /// What the image declares for the processes started in its sandboxes (a recipe's
+    /// ENV, WORKDIR and USER; an OCI image's Env, WorkingDir and User).
+    #[serde(default)]
+    pub config: TemplateConfig,
     /// When it was imported (RFC 3339).
     pub created_at: String,
+}
+
+/// A template's image config. Every process started in a sandbox of the template
+/// (exec, run_code, terminals, E2B processes) starts with it; the request's own `env`
+/// (per key), `cwd` and `user` win, and corral's own variables (egress proxy, CA
+/// bundle, secret placeholders) win over the template's `env`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// Environment (`KEY=value`), in the image's order.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The working directory (absolute); none: the user's home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// The default user: `root` or `sandbox` (uid 1000); none: `sandbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// One read-only layer of a template, shared by every template that has it.
