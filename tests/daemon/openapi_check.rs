@@ -1102,6 +1102,26 @@ fn live_responses_match_the_openapi_document() {
         "/v1/templates/build",
         Some(&build("FROM tiny\nFROB\n")),
     );
+    // Build jobs: a recipe job on tiny, its events, the list, the job, a finished
+    // job's DELETE (answered as it is); their errors are in `terrs` below.
+    let job = c.call(
+        &d,
+        k,
+        "POST",
+        "/v1/templates/builds",
+        Some(&json!({"name": "tiny-job", "source": {"kind": "recipe", "recipe": "FROM tiny\nCOPY etc/motd /etc/motd3\n", "context": root.display().to_string()}})),
+    );
+    expect(&job, 202);
+    let jid = job.json()["id"].as_str().unwrap().to_string();
+    let jpath = format!("/v1/templates/builds/{jid}");
+    expect(&c.call(&d, k, "GET", &format!("{jpath}/events"), None), 200);
+    expect(&c.call(&d, k, "GET", "/v1/templates/builds", None), 200);
+    expect(&c.call(&d, k, "GET", &jpath, None), 200);
+    expect(&c.call(&d, k, "DELETE", &jpath, None), 200);
+    expect(
+        &c.call(&d, k, "DELETE", "/v1/templates/tiny-job", None),
+        204,
+    );
     let agent2 = c.call(
         &d,
         k,
@@ -1115,6 +1135,32 @@ fn live_responses_match_the_openapi_document() {
         (c.call(&d, None, "GET", "/v1/templates", None), 401),
         (c.call(&d, k, "GET", "/v1/templates/nope", None), 404),
         (bad_build, 400),
+        (
+            c.call(
+                &d,
+                k,
+                "POST",
+                "/v1/templates/builds",
+                Some(&json!({"name": "x", "source": {"kind": "shipped", "recipe": "nope"}})),
+            ),
+            400,
+        ),
+        (
+            c.call(&d, k, "GET", "/v1/templates/builds?limit=0", None),
+            400,
+        ),
+        (
+            c.call(&d, k, "GET", "/v1/templates/builds/tb_nope", None),
+            404,
+        ),
+        (
+            c.call(&d, k, "DELETE", "/v1/templates/builds/tb_nope", None),
+            404,
+        ),
+        (
+            c.call(&d, k, "GET", "/v1/templates/builds/tb_nope/events", None),
+            404,
+        ),
         (
             c.call(
                 &d,
