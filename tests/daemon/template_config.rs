@@ -17,7 +17,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::Message;
 
-use crate::harness::Daemon;
+use crate::harness::{Daemon, Env};
 
 const RECIPE: &str = "\
 FROM host
@@ -35,14 +35,14 @@ fn exec_body(d: &Daemon, id: &str, body: Value) -> Value {
     r.json()
 }
 
-fn build_recipe(d: &Daemon, name: &str, recipe: &str) -> Value {
+/// Builds `recipe` as `name` into the store of `data` (no daemon needed).
+fn build_into(env: &Env, data: &Path, name: &str, recipe: &str) {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("Recipe"), recipe).unwrap();
-    let o = d
-        .env
+    let o = env
         .cmd()
         .args(["template", "build", "--name", name, "--data-dir"])
-        .arg(d.data_dir())
+        .arg(data)
         .arg(ctx.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,6 +53,10 @@ fn build_recipe(d: &Daemon, name: &str, recipe: &str) -> Value {
         "build: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+fn build_recipe(d: &Daemon, name: &str, recipe: &str) -> Value {
+    build_into(&d.env, &d.data_dir(), name, recipe);
     d.call("GET", &format!("/v1/templates/{name}"), None).json()
 }
 
@@ -191,6 +195,35 @@ fn a_recipes_workdir_user_and_env_are_every_processes_defaults() {
         );
     }
     d.assert_clean(0);
+}
+
+#[test]
+fn corral_run_applies_the_template_config_under_its_options() {
+    let env = Env::new();
+    // `corral run` reads the store of CORRAL_STATE_DIR.
+    build_into(&env, env.state.path(), "cfg", RECIPE);
+    let out = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let o = env.run(&["--template", "cfg"], &["sh", "-c", PROBE]);
+    assert_eq!(out(o), "/srv/app\n1000\n1 template\n");
+    let o = env.run(
+        &[
+            "--template",
+            "cfg",
+            "--user",
+            "root",
+            "--workdir",
+            "/tmp",
+            "--env",
+            "A=2",
+        ],
+        &["sh", "-c", PROBE],
+    );
+    assert_eq!(out(o), "/tmp\n0\n2 template\n");
+    let o = env.run(&[], &["sh", "-c", PROBE]);
+    assert_eq!(out(o), "/home/sandbox\n1000\n \n");
 }
 
 // ---- OCI images -----------------------------------------------------------------

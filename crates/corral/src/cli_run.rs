@@ -53,18 +53,18 @@ pub(crate) struct RunArgs {
     /// Bind a host path into the sandbox, HOST:SANDBOX[:ro|rw]; read-only unless :rw.
     #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|rw]", value_parser = mount)]
     mounts: Vec<Bind>,
-    /// Working directory inside the sandbox (created if missing); default: the home
-    /// of the user.
+    /// Working directory inside the sandbox (created if missing); default: the
+    /// template's WORKDIR, else the home of the user.
     #[arg(long, value_name = "PATH")]
     workdir: Option<PathBuf>,
-    /// Set an environment variable (repeatable); nothing of the caller's environment
-    /// gets in otherwise.
+    /// Set an environment variable (repeatable; over the template's ENV); nothing of
+    /// the caller's environment gets in otherwise.
     #[arg(long = "env", value_name = "K=V", value_parser = env_var)]
     env: Vec<(String, String)>,
     /// Identity inside: `sandbox` (uid 1000, no capabilities) or `root` (uid 0 inside
-    /// the sandbox's user namespace only).
-    #[arg(long, value_enum, default_value = "sandbox")]
-    user: UserArg,
+    /// the sandbox's user namespace only); default: the template's USER, else sandbox.
+    #[arg(long, value_enum)]
+    user: Option<UserArg>,
     /// Forward corral's standard input to the command (otherwise it reads /dev/null).
     #[arg(long)]
     stdin: bool,
@@ -215,9 +215,14 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             "--egress-resolve is only for --net allow=...",
         );
     }
+    // `name` pinned to the version it means now: its files and its config agree.
+    let store = corral_sandbox::TemplateStore::new(&paths::state_dir(), paths::ID_MAP_BASE);
+    let template = store
+        .pin(&args.template)
+        .unwrap_or_else(|_| args.template.clone());
     let rootfs = match corral_sandbox::resolve_template(
         &paths::state_dir(),
-        &args.template,
+        &template,
         paths::ID_MAP_BASE,
     ) {
         Ok(r) => r,
@@ -229,14 +234,22 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
             return fail(args.json, code, &corral_isolate::error_chain(&e));
         }
     };
-    let user = match args.user {
-        UserArg::Sandbox => SandboxUser::Sandbox,
-        UserArg::Root => SandboxUser::Root,
+    // The template's image config (ENV, WORKDIR, USER) is the default under the options.
+    let config = match store.get(&template) {
+        Ok(t) => t.config,
+        Err(e) => return fail(args.json, "internal", &corral_isolate::error_chain(&e)),
+    };
+    let user = match (args.user, config.user.as_deref()) {
+        (Some(UserArg::Root), _) | (None, Some("root")) => SandboxUser::Root,
+        _ => SandboxUser::Sandbox,
     };
     let spec = SandboxSpec {
         argv: args.command.clone(),
         env: args.env.clone(),
-        workdir: args.workdir.clone(),
+        workdir: args
+            .workdir
+            .clone()
+            .or_else(|| config.workdir.as_ref().map(PathBuf::from)),
         user,
         rootfs,
         mounts: args.mounts.clone(),
@@ -307,6 +320,13 @@ pub(crate) fn main(args: RunArgs) -> ExitCode {
     } else {
         None
     };
+    // The template's ENV goes under --env and the egress proxy's variables (added above
+    // for names not set): a template cannot turn corral's proxy settings off.
+    for (k, v) in config.env.iter().filter_map(|e| e.split_once('=')) {
+        if !spec.env.iter().any(|(e, _)| e == k) {
+            spec.env.push((k.to_string(), v.to_string()));
+        }
+    }
     let result = corral_isolate::run(&spec);
     drop(net);
     match result {
