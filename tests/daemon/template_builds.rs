@@ -225,6 +225,19 @@ fn a_debian_base_builds_as_a_job_from_the_fixture() {
     assert!(work_dirs(&d.data_dir()).is_empty());
 }
 
+/// `corral ARGS` pointed at `d` through the environment.
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CORRAL_URL", format!("http://{}", d.addr))
+        .env("CORRAL_API_KEY", &d.key)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_shipped_recipe_is_built_on_first_use() {
     let tarball = fixture("minbase");
@@ -259,6 +272,27 @@ fn a_shipped_recipe_is_built_on_first_use() {
     let again = d.call("POST", "/v1/sandboxes", Some(&create));
     assert_eq!(again.assert_error(409), "template_building");
     assert!(again.text().contains(&id), "{}", again.text());
+
+    // `corral sandbox create` follows the build (progress on stderr) and retries.
+    let out = cli(&d, &["sandbox", "create", "--template", "python"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&id) && err.contains("step 2/2 running RUN echo first-use"),
+        "{err}"
+    );
+    let cli_sb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(cli_sb.starts_with("sb"), "{cli_sb}");
+    d.call("DELETE", &format!("/v1/sandboxes/{cli_sb}"), None);
+    // `corral template builds` lists and shows it.
+    let out = cli(&d, &["template", "builds"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&id),
+        "{out:?}"
+    );
+    let out = cli(&d, &["template", "builds", &id, "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["state"], "succeeded", "{shown}");
 
     let evs = events(&d, &id);
     let phases: Vec<&str> = evs
