@@ -294,7 +294,12 @@ pub(crate) async fn serve(
             // it the rest of the connection, from this request's head on.
             if let Some(i) = sh.interceptor().filter(|i| i.wants(&info)) {
                 drop(open.take());
-                let pre = std::mem::take(&mut cin.buf);
+                // Positioned as for a first request: the head in origin form.
+                let mut pre = match head.absolute_dest() {
+                    Some(d) if rec.via == Via::HttpProxy => head.to_origin_form(&d.path),
+                    _ => cin.buf[..end].to_vec(),
+                };
+                pre.extend_from_slice(&cin.buf[end..]);
                 drop(cin);
                 let client = Box::new(Prefixed::new(pre, client));
                 let out = i.handle(info, client, upstream).await;

@@ -418,7 +418,8 @@ async fn the_interceptor_gets_a_later_request_it_wants() {
     c.s.write_all(format!("GET http://up.test:{a}/y HTTP/1.1\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    assert_eq!(c.rest().await, b"INTERCEPTED");
+    // In origin form, as a first request would be.
+    assert_eq!(c.rest().await, b"INTERCEPTED:GET /");
     let g = seen.0.lock().unwrap().clone();
     assert_eq!(
         g.iter()
@@ -428,4 +429,91 @@ async fn the_interceptor_gets_a_later_request_it_wants() {
     );
     let r = wait_records(&p, 2).await;
     assert_eq!(r[1].reason.as_deref(), Some("seen"));
+}
+
+/// Not a check: what a 100 MiB plain-HTTP download costs through the proxy versus
+/// directly, on loopback, blocking server and client threads (run with
+/// `cargo test -p corral-net --release throughput -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_through_the_proxy_vs_direct() {
+    use std::io::{Read, Write};
+    const BIG: usize = 100 << 20;
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut b = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut b).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&b[..n]);
+                }
+                let chunk = vec![b'y'; 1 << 20];
+                let _ = s.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").as_bytes(),
+                );
+                for _ in 0..BIG / chunk.len() {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = proxy_allowing(&format!("up.test:{port}")).await;
+    let proxy_port = p.ports().proxy;
+    let get = move |via_proxy: bool| {
+        let mut s = std::net::TcpStream::connect((
+            Ipv4Addr::LOCALHOST,
+            if via_proxy { proxy_port } else { port },
+        ))
+        .unwrap();
+        let t = std::time::Instant::now();
+        s.write_all(
+            format!("GET http://up.test:{port}/big HTTP/1.1\r\nHost: up.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut b = vec![0u8; 128 << 10];
+        let mut n = 0;
+        loop {
+            let m = s.read(&mut b).unwrap();
+            if m == 0 {
+                break;
+            }
+            n += m;
+            if n >= BIG + 38 {
+                break;
+            }
+        }
+        (BIG as f64 / (1 << 20) as f64) / t.elapsed().as_secs_f64()
+    };
+    // Interleaved, the median of each.
+    let (mut d, mut px) = (Vec::new(), Vec::new());
+    for _ in 0..12 {
+        d.push(
+            tokio::task::spawn_blocking(move || get(false))
+                .await
+                .unwrap(),
+        );
+        px.push(
+            tokio::task::spawn_blocking(move || get(true))
+                .await
+                .unwrap(),
+        );
+    }
+    d.sort_by(f64::total_cmp);
+    px.sort_by(f64::total_cmp);
+    println!(
+        "direct {:.0} MiB/s, proxy {:.0} MiB/s, ratio {:.2}",
+        d[6],
+        px[6],
+        px[6] / d[6]
+    );
 }

@@ -163,9 +163,14 @@ impl Interceptor for Seen {
             let mut b = [0u8; 5];
             let _ = client.read_exact(&mut b).await;
             let ok = up.connect().await.is_ok();
-            let _ = client
-                .write_all(if ok { b"INTERCEPTED" } else { b"NOUP" })
-                .await;
+            // What it got first, to show where the stream was positioned.
+            let mut out = if ok {
+                b"INTERCEPTED:".to_vec()
+            } else {
+                b"NOUP:".to_vec()
+            };
+            out.extend_from_slice(&b);
+            let _ = client.write_all(&out).await;
             Intercepted {
                 bytes_up: 5,
                 bytes_down: 11,
@@ -189,7 +194,7 @@ async fn the_interceptor_gets_allowed_connections_it_wants() {
     .await;
     assert_eq!(
         out,
-        "HTTP/1.1 200 Connection established\r\n\r\nINTERCEPTED"
+        "HTTP/1.1 200 Connection established\r\n\r\nINTERCEPTED:hello"
     );
     // Not wanted (another name): spliced as usual.
     let out = talk(
