@@ -21,7 +21,7 @@ use super::conn::Exited;
 use super::live::{command_env, Live};
 use super::procs::{process_id, Proc, Tail};
 use super::{Manager, SandboxError};
-use crate::templates::{ImageDefaults, TemplateStore};
+use crate::templates::{ImageDefaults, TemplateStore, TemplateStoreError};
 
 /// Default timeout of a foreground command.
 pub(crate) const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,11 +49,16 @@ impl Manager {
         let template = live.row().template;
         TemplateStore::new(&self.cfg.data_dir, self.cfg.id_map_base)
             .defaults(&template)
-            .map_err(|e| {
-                SandboxError::Internal(format!(
+            .map_err(|e| match e {
+                TemplateStoreError::NotFound { .. } => SandboxError::Conflict(format!(
+                    "template {template} of sandbox {} is gone from the template store; \
+                     create a new sandbox",
+                    live.id
+                )),
+                e => SandboxError::Internal(format!(
                     "reading the config of template {template}: {}",
                     corral_isolate::error_chain(&e)
-                ))
+                )),
             })
     }
 

@@ -251,7 +251,8 @@ pub(crate) struct RunCodeInput {
     pub(crate) code: String,
     /// Kill it after this many seconds (default 60).
     pub(crate) timeout_s: Option<u64>,
-    /// Working directory (absolute; default the sandbox user's home).
+    /// Working directory (absolute; default the template's WORKDIR, else the sandbox
+    /// user's home).
     pub(crate) cwd: Option<String>,
     /// Extra environment.
     #[serde(default)]

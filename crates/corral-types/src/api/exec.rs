@@ -16,10 +16,11 @@ use crate::RunResult;
 pub struct ExecRequest {
     /// The command and its arguments (argv; no shell). `["sh", "-c", "..."]` for one.
     pub cmd: Vec<String>,
-    /// Extra environment; wins over the sandbox's own env.
+    /// Extra environment; wins over the sandbox's own env and the template's ENV.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory (absolute; default the user's home).
+    /// Working directory (absolute; default the template's WORKDIR, else the user's
+    /// home).
     pub cwd: Option<String>,
     /// Text given to the command's standard input (default: none, stdin is empty).
     pub stdin: Option<String>,
@@ -29,8 +30,8 @@ pub struct ExecRequest {
     /// Start it and return at once; see `/processes`.
     #[serde(default)]
     pub background: bool,
-    /// `sandbox` (uid 1000, the default) or `root` (root of the sandbox's own user
-    /// namespace only).
+    /// `sandbox` (uid 1000) or `root` (root of the sandbox's own user namespace only);
+    /// default the template's USER, else `sandbox`.
     pub user: Option<String>,
 }
 
