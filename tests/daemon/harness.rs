@@ -420,3 +420,40 @@ pub fn stream_lines(d: &Daemon, path: &str, body: &Value, mut f: impl FnMut(&str
     }
     status
 }
+
+/// A WebSocket through the daemon.
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// Opens a WebSocket at `path` with `key` (None: no Authorization header); the
+/// handshake's HTTP status and error body when the server refused to upgrade.
+pub fn ws_connect(d: &Daemon, path: &str, key: Option<&str>) -> Result<Ws, (u16, String)> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", d.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(k) = key {
+        req.headers_mut().insert(
+            "authorization",
+            tungstenite::http::HeaderValue::from_str(&format!("Bearer {k}")).unwrap(),
+        );
+    }
+    let stream = TcpStream::connect(&d.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    match tungstenite::client(req, stream) {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status().as_u16(), 101);
+            Ok(ws)
+        }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    }
+}

@@ -10,11 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
 use tungstenite::Message;
 
-use crate::harness::{Daemon, Resp};
+use crate::harness::{ws_connect, Daemon, Resp};
 
 /// The port the service listens on inside the sandbox (its own network namespace, so
 /// a fixed number collides with nothing).
@@ -207,31 +205,6 @@ fn http_reaches_a_service_inside_a_sandbox_without_network() {
     d.assert_clean(0);
 }
 
-/// Opens a WebSocket through the daemon with `key`.
-fn ws_connect(d: &Daemon, path: &str, key: &str) -> Result<tungstenite::WebSocket<TcpStream>, u16> {
-    let mut req = format!("ws://{}{path}", d.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
-    );
-    let stream = TcpStream::connect(&d.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    match tungstenite::client(req, stream) {
-        Ok((ws, resp)) => {
-            assert_eq!(resp.status().as_u16(), 101);
-            Ok(ws)
-        }
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-            Err(resp.status().as_u16())
-        }
-        Err(e) => panic!("websocket handshake failed: {e}"),
-    }
-}
-
 #[test]
 fn websockets_errors_and_pause_through_the_port_route() {
     let d = Daemon::start(0);
@@ -240,7 +213,7 @@ fn websockets_errors_and_pause_through_the_port_route() {
     let base = format!("/v1/sandboxes/{id}/ports/{PORT}");
 
     // A WebSocket round trip, text and binary, then a clean close.
-    let mut ws = ws_connect(&d, &format!("{base}/ws"), &d.key).unwrap();
+    let mut ws = ws_connect(&d, &format!("{base}/ws"), Some(&d.key)).unwrap();
     ws.send(Message::Text("hi".into())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Text("echo:hi".into()));
     let blob: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
@@ -262,7 +235,9 @@ fn websockets_errors_and_pause_through_the_port_route() {
     let r = d.call_as(&other, "GET", &format!("{base}/x"), None);
     r.assert_error(404);
     assert_eq!(
-        ws_connect(&d, &format!("{base}/ws"), &other).err(),
+        ws_connect(&d, &format!("{base}/ws"), Some(&other))
+            .err()
+            .map(|(s, _)| s),
         Some(404)
     );
     // No key at all.

@@ -2,50 +2,12 @@
 //! frames carry terminal bytes both ways, a text frame `{"resize": {rows, cols}}`
 //! resizes, and the server's last text frame is `{"exit": RunResult}` before it closes.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
-use crate::harness::Daemon;
-
-type Ws = WebSocket<TcpStream>;
-
-/// Opens the terminal WebSocket with `key` (None: no Authorization header); the
-/// handshake's HTTP status and error body when the server refused to upgrade.
-fn connect(d: &Daemon, path: &str, key: Option<&str>) -> Result<Ws, (u16, String)> {
-    let mut req = format!("ws://{}{path}", d.addr)
-        .into_client_request()
-        .unwrap();
-    if let Some(k) = key {
-        req.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {k}")).unwrap(),
-        );
-    }
-    let stream = TcpStream::connect(&d.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    match tungstenite::client(req, stream) {
-        Ok((ws, resp)) => {
-            assert_eq!(resp.status().as_u16(), 101);
-            Ok(ws)
-        }
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("websocket handshake failed: {e}"),
-    }
-}
+use crate::harness::{ws_connect, Daemon, Ws};
 
 /// What the terminal printed and the server's text frames.
 #[derive(Default)]
@@ -100,7 +62,7 @@ fn resize(ws: &mut Ws, rows: u16, cols: u16) {
 fn pty_runs_a_shell_on_a_terminal_resizes_and_closes_at_exit() {
     let d = Daemon::start(0);
     let id = d.create(json!({}));
-    let mut ws = connect(
+    let mut ws = ws_connect(
         &d,
         &format!("/v1/sandboxes/{id}/pty?rows=30&cols=90"),
         Some(&d.key),
@@ -153,7 +115,7 @@ fn pty_runs_a_shell_on_a_terminal_resizes_and_closes_at_exit() {
 fn pty_runs_the_requested_command() {
     let d = Daemon::start(0);
     let id = d.create(json!({}));
-    let mut ws = connect(
+    let mut ws = ws_connect(
         &d,
         &format!("/v1/sandboxes/{id}/pty?cmd=sh%20-c%20tty;false"),
         Some(&d.key),
@@ -172,7 +134,7 @@ fn pty_runs_the_requested_command() {
 fn pty_client_going_away_hangs_the_terminal_up() {
     let d = Daemon::start(0);
     let id = d.create(json!({}));
-    let mut ws = connect(&d, &format!("/v1/sandboxes/{id}/pty"), Some(&d.key))
+    let mut ws = ws_connect(&d, &format!("/v1/sandboxes/{id}/pty"), Some(&d.key))
         .unwrap_or_else(|(s, b)| panic!("pty refused: {s} {b}"));
     let mut scr = Screen::default();
     send(&mut ws, "echo V=$((2+3))=V; exec sleep 4242\n");
@@ -200,30 +162,30 @@ fn pty_refusals_are_json_errors() {
     let id = d.create(json!({}));
     let path = format!("/v1/sandboxes/{id}/pty");
 
-    let (status, body) = connect(&d, &path, None).expect_err("upgraded without a key");
+    let (status, body) = ws_connect(&d, &path, None).expect_err("upgraded without a key");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("unauthenticated"), "{body}");
     let (status, body) =
-        connect(&d, &path, Some("crl_nope")).expect_err("upgraded with a wrong key");
+        ws_connect(&d, &path, Some("crl_nope")).expect_err("upgraded with a wrong key");
     assert_eq!(status, 401, "{body}");
 
     let ghost = "/v1/sandboxes/sb-00000000000000000000/pty";
     let (status, body) =
-        connect(&d, ghost, Some(&d.key)).expect_err("upgraded for an unknown sandbox");
+        ws_connect(&d, ghost, Some(&d.key)).expect_err("upgraded for an unknown sandbox");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("not_found"), "{body}");
 
     // Another tenant's sandbox does not exist for it.
     let agent = d.tenant_key("other");
     let (status, body) =
-        connect(&d, &path, Some(&agent)).expect_err("upgraded for another tenant's sandbox");
+        ws_connect(&d, &path, Some(&agent)).expect_err("upgraded for another tenant's sandbox");
     assert_eq!(status, 404, "{body}");
 
     // A bad query and a plain GET (no upgrade) are 400s in the JSON shape.
-    let (status, body) = connect(&d, &format!("{path}?rows=lots"), Some(&d.key))
+    let (status, body) = ws_connect(&d, &format!("{path}?rows=lots"), Some(&d.key))
         .expect_err("upgraded with rows=lots");
     assert_eq!(status, 400, "{body}");
-    let (status, body) = connect(&d, &format!("{path}?bogus=1"), Some(&d.key))
+    let (status, body) = ws_connect(&d, &format!("{path}?bogus=1"), Some(&d.key))
         .expect_err("upgraded with an unknown query parameter");
     assert_eq!(status, 400, "{body}");
     d.call("GET", &path, None).assert_error(400);
@@ -232,14 +194,14 @@ fn pty_refusals_are_json_errors() {
     let p = d.call("POST", &format!("/v1/sandboxes/{id}/pause"), None);
     assert_eq!(p.status, 200, "{}", p.text());
     let (status, body) =
-        connect(&d, &path, Some(&d.key)).expect_err("upgraded on a paused sandbox");
+        ws_connect(&d, &path, Some(&d.key)).expect_err("upgraded on a paused sandbox");
     assert_eq!(status, 409, "{body}");
     d.call("POST", &format!("/v1/sandboxes/{id}/resume"), None);
 
     // A deleted one: 409 (it exists, stopped), as for exec.
     d.call("DELETE", &path[..path.len() - 4], None);
     let (status, body) =
-        connect(&d, &path, Some(&d.key)).expect_err("upgraded on a deleted sandbox");
+        ws_connect(&d, &path, Some(&d.key)).expect_err("upgraded on a deleted sandbox");
     assert_eq!(status, 409, "{body}");
 }
 
@@ -250,7 +212,7 @@ fn pty_of_a_missing_command_reports_127() {
     let path = format!("/v1/sandboxes/{id}/pty?cmd=no-such-command-xyz");
     // It starts, says so on the terminal and ends at once with 127, as exec reports a
     // missing command.
-    let mut ws = connect(&d, &path, Some(&d.key)).unwrap_or_else(|(s, b)| panic!("{s} {b}"));
+    let mut ws = ws_connect(&d, &path, Some(&d.key)).unwrap_or_else(|(s, b)| panic!("{s} {b}"));
     let mut scr = Screen::default();
     scr.read_until(&mut ws, "the terminal to close", |s| s.closed);
     assert!(scr.bytes.contains("no-such-command-xyz"), "{:?}", scr.bytes);
@@ -265,7 +227,7 @@ fn pty_of_a_missing_command_reports_127() {
 fn deleting_the_sandbox_closes_its_terminal() {
     let d = Daemon::start(0);
     let id = d.create(json!({}));
-    let mut ws = connect(&d, &format!("/v1/sandboxes/{id}/pty"), Some(&d.key))
+    let mut ws = ws_connect(&d, &format!("/v1/sandboxes/{id}/pty"), Some(&d.key))
         .unwrap_or_else(|(s, b)| panic!("pty refused: {s} {b}"));
     let mut scr = Screen::default();
     send(&mut ws, "echo W=$((3*3))=W\n");
