@@ -98,6 +98,25 @@ fn a_recipe_job_streams_its_progress_and_a_bad_one_names_its_line() {
     assert!(b["finished_at"].is_string() && b["started_at"].is_string());
     let list = d.call("GET", "/v1/templates/builds", None).json();
     assert_eq!(list["builds"][0]["id"], id, "{list}");
+    // Other keys than admin do not see a recipe build (its output may show its
+    // context's files).
+    let agent = d.tenant_key("t-builds");
+    assert_eq!(
+        d.call_as(&agent, "GET", &format!("/v1/templates/builds/{id}"), None)
+            .assert_error(404),
+        "not_found"
+    );
+    d.call_as(
+        &agent,
+        "GET",
+        &format!("/v1/templates/builds/{id}/events"),
+        None,
+    )
+    .assert_error(404);
+    let theirs = d
+        .call_as(&agent, "GET", "/v1/templates/builds", None)
+        .json();
+    assert_eq!(theirs["builds"], json!([]), "{theirs}");
     // A late client gets the same events again.
     assert_eq!(events(&d, &id), evs);
 
@@ -273,6 +292,11 @@ fn a_shipped_recipe_is_built_on_first_use() {
     assert_eq!(again.assert_error(409), "template_building");
     assert!(again.text().contains(&id), "{}", again.text());
 
+    // Any key may follow a shipped recipe's build (its creates wait on it).
+    let agent = d.tenant_key("t-first");
+    let r = d.call_as(&agent, "GET", &format!("/v1/templates/builds/{id}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["source"], "shipped");
     // `corral sandbox create` follows the build (progress on stderr) and retries.
     let out = cli(&d, &["sandbox", "create", "--template", "python"]);
     let err = String::from_utf8_lossy(&out.stderr);

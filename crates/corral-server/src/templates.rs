@@ -1,7 +1,7 @@
 //! Templates: list and get (any key), import, build and delete (admin only: templates
 //! are shared by every tenant, and an import or a build reads a path on the daemon's
-//! host). Build jobs: started and cancelled by an admin; listed, read and followed by
-//! any key (a tenant's create may be waiting on a shipped recipe's first-use build).
+//! host). Build jobs: started and cancelled by an admin; an admin sees every job,
+//! other keys only shipped recipes' builds (their creates may wait on one).
 
 use std::sync::Arc;
 
@@ -81,30 +81,37 @@ pub(crate) async fn start_build(
 
 pub(crate) async fn list_builds(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateBuildList>> {
     let limit = match &q.limit {
         Some(v) => parse_limit(v)?,
         None => PAGE_DEFAULT,
     };
-    Ok(Json(
-        st.manager.template_builds(q.cursor.as_deref(), limit)?,
-    ))
+    Ok(Json(st.manager.template_builds(
+        caller.require_admin().is_ok(),
+        q.cursor.as_deref(),
+        limit,
+    )?))
 }
 
 pub(crate) async fn get_build(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TemplateBuild>> {
-    Ok(Json(st.manager.template_build(&id)?))
+    let admin = caller.require_admin().is_ok();
+    Ok(Json(st.manager.template_build(&id, admin)?))
 }
 
 /// The job's events as JSON lines: replayed from the start, then followed to the end.
 pub(crate) async fn build_events(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let rx = st.manager.template_build_events(&id)?;
+    let admin = caller.require_admin().is_ok();
+    let rx = st.manager.template_build_events(&id, admin)?;
     Ok(ndjson_response(rx))
 }
 

@@ -141,6 +141,12 @@ impl Job {
         }
     }
 
+    /// Other keys than admin see only shipped recipes' builds (which a create of
+    /// theirs may wait on): another build's output may show its context's files.
+    fn visible(&self, admin: bool) -> bool {
+        admin || self.kind == "shipped"
+    }
+
     fn state(&self) -> TemplateBuildState {
         self.lock().state
     }
@@ -305,12 +311,13 @@ impl Builds {
         names
     }
 
-    fn find(&self, id: &str) -> Result<Arc<Job>, SandboxError> {
+    /// A job `admin` (or, for a shipped recipe's build, anyone) may see.
+    fn find(&self, id: &str, admin: bool) -> Result<Arc<Job>, SandboxError> {
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|j| j.id == id)
+            .find(|j| j.id == id && j.visible(admin))
             .cloned()
             .ok_or_else(|| {
                 SandboxError::NotFound(format!(
@@ -546,9 +553,10 @@ impl Manager {
         Ok(job)
     }
 
-    /// Build jobs, newest first.
+    /// Build jobs, newest first (`admin`: all; other keys: shipped recipes' builds).
     pub fn template_builds(
         &self,
+        admin: bool,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<TemplateBuildList, SandboxError> {
@@ -576,7 +584,7 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .rev()
-            .filter(|j| j.seq < before)
+            .filter(|j| j.seq < before && j.visible(admin))
             .take(limit + 1)
             .cloned()
             .collect();
@@ -591,15 +599,15 @@ impl Manager {
         })
     }
 
-    /// One build job.
-    pub fn template_build(&self, id: &str) -> Result<TemplateBuild, SandboxError> {
-        Ok(self.template_builds.find(id)?.view())
+    /// One build job (`admin`: any; other keys: a shipped recipe's).
+    pub fn template_build(&self, id: &str, admin: bool) -> Result<TemplateBuild, SandboxError> {
+        Ok(self.template_builds.find(id, admin)?.view())
     }
 
     /// Cancels a build job: its helper is ended and nothing of it is registered.
     /// A finished job is answered as it is.
     pub async fn cancel_template_build(&self, id: &str) -> Result<TemplateBuild, SandboxError> {
-        let job = self.template_builds.find(id)?;
+        let job = self.template_builds.find(id, true)?;
         if !job.state().is_finished() {
             job.cancel.send_replace(true);
             let mut rx = job.events_tx.subscribe();
@@ -617,8 +625,9 @@ impl Manager {
     pub fn template_build_events(
         &self,
         id: &str,
+        admin: bool,
     ) -> Result<mpsc::Receiver<TemplateBuildEvent>, SandboxError> {
-        let job = self.template_builds.find(id)?;
+        let job = self.template_builds.find(id, admin)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut seen = 0u64;
