@@ -5,7 +5,6 @@
 //! number at import, and refused when a sandbox cannot be that user. zstd layers
 //! (made by the zstd tool) import; a damaged one is refused and leaves no template.
 
-use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,11 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
 use tungstenite::Message;
 
-use crate::harness::{Daemon, Env};
+use crate::harness::{ws_connect, Daemon, Env};
 
 const RECIPE: &str = "\
 FROM host
@@ -62,18 +59,8 @@ fn build_recipe(d: &Daemon, name: &str, recipe: &str) -> Value {
 
 /// Opens the terminal, types `line`, and returns what it printed once `until` shows.
 fn pty_output(d: &Daemon, id: &str, line: &str, until: &str) -> String {
-    let mut req = format!("ws://{}/v1/sandboxes/{id}/pty?cmd=/bin/sh", d.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {}", d.key)).unwrap(),
-    );
-    let stream = TcpStream::connect(&d.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client(req, stream).unwrap();
+    let path = format!("/v1/sandboxes/{id}/pty?cmd=/bin/sh");
+    let mut ws = ws_connect(d, &path, Some(&d.key)).unwrap();
     ws.send(Message::Binary(line.as_bytes().to_vec().into()))
         .unwrap();
     let mut seen = String::new();

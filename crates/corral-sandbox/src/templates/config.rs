@@ -8,8 +8,13 @@
 //! /etc/passwd and /etc/group and refused when it is anything else, rather than run as
 //! someone the image did not ask for.
 
+use std::fs;
+use std::path::Path;
+
 use corral_isolate::SandboxUser;
 use corral_types::api::TemplateConfig;
+
+use super::{TemplateSource, TemplateStoreError};
 
 /// What a template contributes to the processes started in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +151,38 @@ pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<u32,
         }
     }
     Ok(uid)
+}
+
+/// An imported image's WorkingDir, checked, and User, resolved against the /etc/passwd
+/// and /etc/group of corral's layer `corral_layer` (the image's own, plus root and
+/// sandbox). A config corral cannot apply refuses the import.
+pub(super) fn image_config(
+    source: &TemplateSource,
+    image: &super::oci::Image,
+    corral_layer: &Path,
+) -> Result<(Option<String>, Option<u32>), TemplateStoreError> {
+    let path = match source {
+        TemplateSource::Dir(p) | TemplateSource::Oci(p) => p.clone(),
+    };
+    let bad = |why| TemplateStoreError::BadSource {
+        path: path.clone(),
+        why,
+    };
+    let workdir = image
+        .workdir
+        .as_deref()
+        .map(check_workdir)
+        .transpose()
+        .map_err(bad)?;
+    let user = match image.user.as_deref() {
+        None => None,
+        Some(spec) => {
+            let read = |rel: &str| fs::read_to_string(corral_layer.join(rel)).unwrap_or_default();
+            let uid = resolve_user(spec, &read("etc/passwd"), &read("etc/group")).map_err(bad)?;
+            Some(uid)
+        }
+    };
+    Ok((workdir, user))
 }
 
 #[cfg(test)]

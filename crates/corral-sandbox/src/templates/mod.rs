@@ -247,39 +247,6 @@ fn host_entry() -> Template {
     }
 }
 
-/// An imported image's WorkingDir, checked, and User, resolved against the /etc/passwd
-/// and /etc/group of corral's layer `corral_layer` (the image's own, plus root and
-/// sandbox). A config corral cannot apply refuses the import.
-fn image_config(
-    source: &TemplateSource,
-    image: &oci::Image,
-    corral_layer: &Path,
-) -> Result<(Option<String>, Option<u32>), TemplateStoreError> {
-    let path = match source {
-        TemplateSource::Dir(p) | TemplateSource::Oci(p) => p.clone(),
-    };
-    let bad = |why| TemplateStoreError::BadSource {
-        path: path.clone(),
-        why,
-    };
-    let workdir = image
-        .workdir
-        .as_deref()
-        .map(config::check_workdir)
-        .transpose()
-        .map_err(bad)?;
-    let user = match image.user.as_deref() {
-        None => None,
-        Some(spec) => {
-            let read = |rel: &str| fs::read_to_string(corral_layer.join(rel)).unwrap_or_default();
-            let uid =
-                config::resolve_user(spec, &read("etc/passwd"), &read("etc/group")).map_err(bad)?;
-            Some(uid)
-        }
-    };
-    Ok((workdir, user))
-}
-
 /// Checks a template name: 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
 pub fn check_template_name(name: &str) -> Result<(), TemplateStoreError> {
     let ok = !name.is_empty()
@@ -750,7 +717,7 @@ impl TemplateStore {
         let d = tmp.join("corral");
         let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
         etc::write_corral_layer(&w, &top_first)?;
-        let (workdir, user) = image_config(source, &image, &d)?;
+        let (workdir, user) = config::image_config(source, &image, &d)?;
         built.push((d, "corral".into()));
 
         let mut entries = Vec::new();
