@@ -2,8 +2,9 @@
 //! progress streams and whose template runs sandboxes, a bad recipe failing with its
 //! line, a cancel in the middle of a RUN leaving no template, work dir, cgroup or
 //! process, a Debian base from the fixture tarball, and a shipped recipe built on the
-//! first create that names it. Everything is offline (the fixture tarball of
-//! scripts/debian-fixture.sh; RUN steps without network).
+//! first create that names it, and a RUN reaching the test's own upstream through the
+//! daemon's `[network] resolve` map. Nothing leaves the machine (the fixture tarball of
+//! scripts/debian-fixture.sh; the upstream lives in a namespace the test made).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -360,5 +361,40 @@ fn a_shipped_recipe_is_built_on_first_use() {
     assert_eq!(r["stdout"], "first-use\n", "{r}");
     d.call("DELETE", &format!("/v1/sandboxes/{sb}"), None);
     assert!(work_dirs(&d.data_dir()).is_empty());
+    d.assert_clean(0);
+}
+
+#[test]
+fn a_build_jobs_run_steps_use_the_daemons_resolve_map() {
+    // The test's own upstream in a namespace it made; `[network] resolve` names it, so
+    // nothing is looked up in real DNS.
+    let up = crate::egress_fixture::Upstream::new(1);
+    let d = Daemon::start_with(
+        0,
+        &format!(
+            "[network]\nresolve = {{ \"mirror.test\" = \"{}\" }}\n",
+            up.addr()
+        ),
+    );
+    let ctx = d.env.state.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("fetch.py"),
+        "import urllib.request, sys; \
+         sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+    )
+    .unwrap();
+    let recipe = "# corral: allow mirror.test:8080\nFROM host\nCOPY fetch.py /opt/fetch.py\n\
+                  RUN python3 /opt/fetch.py http://mirror.test:8080/index.html > /opt/got\n";
+    let id = start(
+        &d,
+        json!({"name": "fetched", "source": {"kind": "recipe", "recipe": recipe, "context": ctx.display().to_string()}}),
+    );
+    let evs = events(&d, &id);
+    assert_eq!(evs.last().unwrap()["type"], "done", "{evs:?}");
+    let sb = d.create(json!({"template": "fetched"}));
+    let r = d.exec(&sb, &["cat", "/opt/got"]);
+    assert_eq!(r["stdout"], "hello from upstream\n", "{r}");
+    d.call("DELETE", &format!("/v1/sandboxes/{sb}"), None);
     d.assert_clean(0);
 }
