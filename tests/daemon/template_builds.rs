@@ -209,6 +209,28 @@ fn cancelling_a_build_mid_run_leaves_nothing() {
     // Cancelling again answers the job as it is.
     let r = d.call("DELETE", &format!("/v1/templates/builds/{id}"), None);
     assert_eq!(r.json()["state"], "cancelled");
+
+    // A daemon that stops ends a running build the same way.
+    let marker = format!("sleep 38.{}", std::process::id());
+    let recipe = format!("FROM host\nRUN {marker}\n");
+    start(
+        &d,
+        json!({"name": "slow2", "source": {"kind": "recipe", "recipe": recipe, "context": ctx.display().to_string()}}),
+    );
+    d.wait_for("the RUN's process", || !processes_with(&marker).is_empty());
+    let mut d = d;
+    assert!(d.stop().success());
+    assert!(processes_with(&marker).is_empty());
+    assert!(
+        work_dirs(&d.data_dir()).is_empty(),
+        "{:?}",
+        work_dirs(&d.data_dir())
+    );
+    assert!(
+        d.leftover_cgroups().is_empty(),
+        "{:?}",
+        d.leftover_cgroups()
+    );
 }
 
 #[test]

@@ -321,4 +321,30 @@ mod tests {
         let f: FileConfig = toml::from_str("tls_cert = \"/a\"\n").unwrap();
         assert!(resolve(f, &args(), "/bin/corral".into()).is_err());
     }
+
+    #[test]
+    fn template_keys_apply_and_paths_must_be_absolute() {
+        let r = resolve(FileConfig::default(), &args(), "/bin/corral".into()).unwrap();
+        assert!(r.templates.build_on_first_use);
+        assert!(r.templates.recipes_dir.is_none());
+        let f: FileConfig = toml::from_str(
+            "[templates]\nbuild_on_first_use = false\nrecipes_dir = \"/srv/recipes\"\ndebootstrap_mirror = \"http://m.test/debian\"\n",
+        )
+        .unwrap();
+        let r = resolve(f, &args(), "/bin/corral".into()).unwrap();
+        assert!(!r.templates.build_on_first_use);
+        assert_eq!(r.templates.recipes_dir, Some("/srv/recipes".into()));
+        assert_eq!(
+            r.templates.debootstrap_mirror.as_deref(),
+            Some("http://m.test/debian")
+        );
+        let f: FileConfig =
+            toml::from_str("[templates]\ndebootstrap_tarball = \"rel.tgz\"\n").unwrap();
+        let e = resolve(f, &args(), "/bin/corral".into()).unwrap_err();
+        assert!(
+            e.to_string().contains("templates.debootstrap_tarball"),
+            "{e}"
+        );
+        assert!(toml::from_str::<FileConfig>("[templates]\nbuild = true\n").is_err());
+    }
 }

@@ -216,6 +216,8 @@ impl Manager {
     /// configured to keep them) every sandbox.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        // Template builds end first: their RUN sandboxes clean up after themselves.
+        self.cancel_template_builds().await;
         let tasks: Vec<_> = self
             .tasks
             .lock()
