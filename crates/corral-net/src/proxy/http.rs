@@ -175,7 +175,9 @@ pub(crate) struct Response {
 impl Response {
     /// Parses a complete response head (up to and including the blank line).
     pub(crate) fn parse(head: &[u8]) -> Option<Response> {
-        let text = std::str::from_utf8(head).ok()?;
+        // Servers send bytes other than UTF-8 in values (a Latin-1 file name): only the
+        // framing headers matter here, and they are ASCII.
+        let text = String::from_utf8_lossy(head);
         let mut lines = text.split("\r\n");
         let first = lines.next()?;
         let (version, rest) = first.split_once(' ')?;
@@ -430,6 +432,11 @@ mod tests {
             r("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
                 .body("GET")
                 .is_err()
+        );
+        let latin1 = b"HTTP/1.1 200 OK\r\nContent-Disposition: a; filename=\"\xe9\"\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(
+            Response::parse(latin1).unwrap().body("GET"),
+            Ok(Body::Length(2))
         );
         for bad in [
             "HTTP/2 200 OK\r\n\r\n",
