@@ -5,6 +5,7 @@
 //! (`/v1/templates`) does the same through the running daemon.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -467,13 +468,34 @@ fn state_word(s: TemplateBuildState) -> &'static str {
     }
 }
 
-/// Follows a build job's events with progress on stderr (like a local build's); the
-/// template when it succeeded, an error naming why when it failed or was cancelled.
+/// Follows a build job's events with progress on stderr (like a local build's; on a
+/// terminal, a bar of the steps with the output scrolling above it); the template
+/// when it succeeded, an error naming why when it failed or was cancelled.
 pub(crate) async fn follow_build(c: &Client, id: &str) -> anyhow::Result<Template> {
     let mut events = c.template_build_events(id).await?;
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let b = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("step {pos}/{len} {bar:30} {elapsed} {msg}")
+        {
+            b.set_style(style);
+        }
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // A line above the bar on a terminal, a plain line otherwise.
+    let say = |l: String| {
+        if tty {
+            bar.println(l);
+        } else {
+            eprintln!("{l}");
+        }
+    };
     while let Some(e) = events.next().await {
         match e? {
-            TemplateBuildEvent::Phase { text } => eprintln!("build {id}: {text}"),
+            TemplateBuildEvent::Phase { text } => say(format!("build {id}: {text}")),
             TemplateBuildEvent::Step {
                 step,
                 total,
@@ -482,24 +504,38 @@ pub(crate) async fn follow_build(c: &Client, id: &str) -> anyhow::Result<Templat
             } => {
                 let shown: String = text.chars().take(100).collect();
                 let state = if cached { "cached " } else { "running" };
-                eprintln!("step {step}/{total} {state} {shown}");
+                bar.set_length(u64::from(total));
+                bar.set_position(u64::from(step));
+                bar.set_message(shown.chars().take(60).collect::<String>());
+                say(format!("step {step}/{total} {state} {shown}"));
             }
-            TemplateBuildEvent::Output { line } => eprintln!("  | {line}"),
+            TemplateBuildEvent::Output { line } => say(format!("  | {line}")),
             TemplateBuildEvent::StepDone { step, elapsed_ms } => {
                 if elapsed_ms >= 100 {
-                    eprintln!("step {step} done in {:.2} s", elapsed_ms as f64 / 1000.0);
+                    say(format!(
+                        "step {step} done in {:.2} s",
+                        elapsed_ms as f64 / 1000.0
+                    ));
                 }
             }
             TemplateBuildEvent::Dropped { lines } => {
-                eprintln!("  | ({lines} earlier lines not kept)")
+                say(format!("  | ({lines} earlier lines not kept)"))
             }
-            TemplateBuildEvent::Done { template } => return Ok(template),
+            TemplateBuildEvent::Done { template } => {
+                bar.finish_and_clear();
+                return Ok(template);
+            }
             TemplateBuildEvent::Failed { code, message } => {
+                bar.abandon();
                 anyhow::bail!("template build {id} failed ({code}): {message}")
             }
-            TemplateBuildEvent::Cancelled => anyhow::bail!("template build {id} was cancelled"),
+            TemplateBuildEvent::Cancelled => {
+                bar.abandon();
+                anyhow::bail!("template build {id} was cancelled")
+            }
         }
     }
+    bar.abandon();
     anyhow::bail!(
         "the daemon ended the progress of build {id} early; see `corral template builds {id}`"
     )
