@@ -26,5 +26,6 @@ mod restart;
 mod secrets;
 mod template_builds;
 mod template_config;
+mod template_imports;
 mod templates;
 mod tls;

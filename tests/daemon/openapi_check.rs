@@ -1122,6 +1122,25 @@ fn live_responses_match_the_openapi_document() {
         &c.call(&d, k, "DELETE", "/v1/templates/tiny-job", None),
         204,
     );
+    // An import job (the `import` source): its layer and bytes events, then removed.
+    let imp = c.call(
+        &d,
+        k,
+        "POST",
+        "/v1/templates/builds",
+        Some(&json!({"name": "tiny-imp", "source": {"kind": "import", "dir": root.display().to_string()}})),
+    );
+    expect(&imp, 202);
+    let ipath = format!(
+        "/v1/templates/builds/{}",
+        imp.json()["id"].as_str().unwrap()
+    );
+    expect(&c.call(&d, k, "GET", &format!("{ipath}/events"), None), 200);
+    expect(&c.call(&d, k, "GET", &ipath, None), 200);
+    expect(
+        &c.call(&d, k, "DELETE", "/v1/templates/tiny-imp", None),
+        204,
+    );
     let agent2 = c.call(
         &d,
         k,

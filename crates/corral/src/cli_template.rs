@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use corral_client::Client;
 use corral_sandbox::{BuildEvent, BuildRequest, TemplateSource, TemplateStore};
-use corral_types::api::{Template, TemplateBuildEvent, TemplateBuildState};
+use corral_types::api::{Template, TemplateBuildEvent, TemplateBuildState, TemplateLayerState};
 use futures_util::StreamExt;
 
 use crate::{paths, EXIT_CORRAL_ERROR};
@@ -58,7 +58,8 @@ enum TemplateCommand {
         #[arg(value_name = "CONTEXT_DIR")]
         context: PathBuf,
     },
-    /// Import a root file system directory or an OCI image (layout dir or tarball).
+    /// Import a root file system directory or an OCI image (layout dir or tarball);
+    /// progress on stderr (a bar on a terminal: layer i/n, bytes of the current layer).
     Import {
         /// Template name.
         #[arg(long)]
@@ -233,7 +234,23 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
             };
             // What a killed import left is removed first.
             store.clean_stale()?;
-            let t = store.import(&name, version.as_deref(), &source)?;
+            let started = Instant::now();
+            let mut view = ImportView::new();
+            let t = store.import_with(
+                &name,
+                version.as_deref(),
+                &source,
+                &mut |e| view.show(&e),
+                None,
+            );
+            view.done();
+            let t = t?;
+            eprintln!(
+                "imported {}:{} in {:.2} s",
+                t.name,
+                t.version,
+                started.elapsed().as_secs_f64()
+            );
             print_template(&t, args.json)?;
         }
         TemplateCommand::Debootstrap {
@@ -341,6 +358,105 @@ fn progress(e: BuildEvent) {
             if elapsed.as_millis() >= 100 {
                 eprintln!("step {step} done in {:.2} s", elapsed.as_secs_f64());
             }
+        }
+    }
+}
+
+/// The plain line of an import event (`layer` events; a `bytes` event's count).
+fn import_line(e: &TemplateBuildEvent) -> Option<String> {
+    match e {
+        TemplateBuildEvent::Layer {
+            layer,
+            total,
+            digest,
+            size_bytes,
+            state,
+        } => {
+            let state = match state {
+                TemplateLayerState::Started => "started",
+                TemplateLayerState::Applied => "applied",
+                TemplateLayerState::Cached => "cached ",
+            };
+            let shown: String = digest.chars().take(19).collect();
+            Some(if *size_bytes > 0 {
+                format!(
+                    "layer {layer}/{total} {state} {shown} {}",
+                    size(*size_bytes)
+                )
+            } else {
+                format!("layer {layer}/{total} {state} {shown}")
+            })
+        }
+        TemplateBuildEvent::Bytes { done, total, files } => Some(match (total, files) {
+            (Some(t), _) => format!("  {} of {}", size(*done), size(*t)),
+            (None, Some(f)) => format!("  {f} files, {}", size(*done)),
+            (None, None) => format!("  {}", size(*done)),
+        }),
+        _ => None,
+    }
+}
+
+/// Import progress on stderr: on a terminal a bar of the current layer's bytes (layer
+/// i/n in front) with layer lines above it; plain lines otherwise.
+struct ImportView {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ImportView {
+    fn new() -> ImportView {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
+        ImportView { bar }
+    }
+
+    fn show(&mut self, e: &TemplateBuildEvent) {
+        let Some(bar) = &self.bar else {
+            if let Some(l) = import_line(e) {
+                eprintln!("{l}");
+            }
+            return;
+        };
+        match e {
+            TemplateBuildEvent::Layer {
+                layer,
+                total,
+                size_bytes,
+                state,
+                ..
+            } => {
+                if *state == TemplateLayerState::Started {
+                    bar.set_prefix(format!("layer {layer}/{total}"));
+                    bar.set_length(*size_bytes);
+                    bar.set_position(0);
+                    bar.reset_elapsed();
+                }
+                if let Some(l) = import_line(e) {
+                    bar.println(l);
+                }
+            }
+            TemplateBuildEvent::Bytes { done, total, files } => {
+                if let Some(t) = total {
+                    bar.set_length(*t);
+                } else if let Some(f) = files {
+                    bar.set_length(bar.length().unwrap_or(0).max(*done));
+                    bar.set_message(format!("{f} files"));
+                }
+                bar.set_position(*done);
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
         }
     }
 }
@@ -520,6 +636,23 @@ pub(crate) async fn follow_build(c: &Client, id: &str) -> anyhow::Result<Templat
             }
             TemplateBuildEvent::Dropped { lines } => {
                 say(format!("  | ({lines} earlier lines not kept)"))
+            }
+            e @ TemplateBuildEvent::Layer { layer, total, .. } => {
+                bar.set_length(u64::from(total));
+                bar.set_position(u64::from(layer));
+                if let Some(l) = import_line(&e) {
+                    bar.set_message(l.chars().take(60).collect::<String>());
+                    say(l);
+                }
+            }
+            e @ TemplateBuildEvent::Bytes { .. } => {
+                if let Some(l) = import_line(&e) {
+                    if tty {
+                        bar.set_message(l.trim().to_string());
+                    } else {
+                        say(l);
+                    }
+                }
             }
             TemplateBuildEvent::Done { template } => {
                 bar.finish_and_clear();

@@ -3,20 +3,25 @@
 //! bounded tail) so a late client replays them and then follows; `DELETE` cancels.
 //! Shipped recipes (`python`, `node`, or a `[templates] recipes_dir` one) are built on
 //! the first create that names them: the create answers `template_building` with the
-//! build's id, and the client retries when it is done.
+//! build's id, and the client retries when it is done. Imports (`import` source, and
+//! `POST /v1/templates`) are jobs too, run in the daemon itself (`run_import`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use corral_types::api::{Template, TemplateBuild, TemplateBuildEvent, TemplateBuildState};
+use corral_types::api::{
+    Template, TemplateBuild, TemplateBuildEvent, TemplateBuildState, TemplateLayerState,
+};
 use corral_types::ErrorDetail;
 use tokio::sync::{watch, Semaphore};
 
 use super::clock::{now_ms, rfc3339};
 use super::SandboxError;
-use crate::templates::{run_helper, BuildAnswer, BuildJob};
+use crate::templates::{
+    run_helper, BuildAnswer, BuildJob, TemplateSource, TemplateStore, TemplateStoreError,
+};
 
 mod ops;
 
@@ -161,6 +166,10 @@ impl Job {
                 i.step = 0;
                 i.total = 0;
             }
+            TemplateBuildEvent::Layer { layer, total, .. } => {
+                i.step = *layer;
+                i.total = *total;
+            }
             _ => {}
         }
         let size = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(64) + 32;
@@ -169,12 +178,17 @@ impl Job {
         i.events.push_back((seq, e, size));
         i.bytes += size;
         while i.bytes > EVENTS_MAX_BYTES && i.events.len() > 1 {
-            // The oldest output line goes first; step events only when nothing else is
-            // left to drop.
+            // The oldest output line (or byte count) goes first; step events only when
+            // nothing else is left to drop.
             let at = i
                 .events
                 .iter()
-                .position(|(_, e, _)| matches!(e, TemplateBuildEvent::Output { .. }))
+                .position(|(_, e, _)| {
+                    matches!(
+                        e,
+                        TemplateBuildEvent::Output { .. } | TemplateBuildEvent::Bytes { .. }
+                    )
+                })
                 .unwrap_or(0);
             if let Some((_, _, s)) = i.events.remove(at) {
                 i.bytes -= s;
@@ -470,6 +484,81 @@ async fn run_job(
         Ok(BuildAnswer::Refused(m)) => job.finish(Failed, Err(detail("build_failed", m))),
         Ok(BuildAnswer::Conflict(m)) => job.finish(Failed, Err(detail("conflict", m))),
         Ok(BuildAnswer::Failed(m)) | Err(m) => job.finish(Failed, Err(detail("internal", m))),
+    }
+}
+
+/// Runs an import job: in the daemon, on a blocking thread (it forks nothing); a
+/// cancel stops it between reads, and the store removes its work dir. Imports do not
+/// wait for a build slot (they read and write files, and used to run at once).
+async fn run_import(
+    job: Arc<Job>,
+    store: TemplateStore,
+    source: TemplateSource,
+    mut cancel: watch::Receiver<bool>,
+) {
+    {
+        let mut i = job.lock();
+        i.state = TemplateBuildState::Running;
+        i.started_ms = Some(now_ms());
+    }
+    job.events_tx.send_replace(job.lock().last_seq);
+    let flag = Arc::new(AtomicBool::new(*cancel.borrow()));
+    let f = flag.clone();
+    let watcher = tokio::spawn(async move {
+        if cancel.wait_for(|c| *c).await.is_ok() {
+            f.store(true, Ordering::Relaxed);
+        }
+    });
+    let j = job.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let name = j.name.clone();
+        let mut on = |e: TemplateBuildEvent| {
+            if let TemplateBuildEvent::Layer {
+                layer,
+                total,
+                digest,
+                state,
+                ..
+            } = &e
+            {
+                let state = match state {
+                    TemplateLayerState::Started => "started",
+                    TemplateLayerState::Applied => "applied",
+                    TemplateLayerState::Cached => "cached",
+                };
+                eprintln!(
+                    "corral: importing template {name}: layer {layer}/{total} {state} {digest}"
+                );
+            }
+            j.push(e);
+        };
+        store.import_with(&j.name, j.version.as_deref(), &source, &mut on, Some(&flag))
+    })
+    .await;
+    watcher.abort();
+    use TemplateBuildState::{Cancelled, Failed, Succeeded};
+    match result {
+        Ok(Ok(t)) => job.finish(Succeeded, Ok(t)),
+        Ok(Err(TemplateStoreError::Cancelled)) => job.finish(
+            Cancelled,
+            Err(detail(
+                "cancelled",
+                "the import was cancelled; nothing of it was registered",
+            )),
+        ),
+        Ok(Err(e)) => {
+            let message = corral_isolate::error_chain(&e);
+            let code = match e {
+                TemplateStoreError::Exists(_) | TemplateStoreError::InUse { .. } => "conflict",
+                TemplateStoreError::Io { .. } | TemplateStoreError::IdBase { .. } => "internal",
+                _ => "import_failed",
+            };
+            job.finish(Failed, Err(detail(code, message)));
+        }
+        Err(e) => job.finish(
+            Failed,
+            Err(detail("internal", format!("the import task failed: {e}"))),
+        ),
     }
 }
 

@@ -11,7 +11,7 @@ use corral_types::api::{
 };
 
 use super::{store, Manager, SandboxError};
-use crate::templates::{TemplateSource, TemplateStore, TemplateStoreError};
+use crate::templates::{TemplateStore, TemplateStoreError};
 
 impl From<TemplateStoreError> for SandboxError {
     fn from(e: TemplateStoreError) -> SandboxError {
@@ -24,9 +24,9 @@ impl From<TemplateStoreError> for SandboxError {
             | TemplateStoreError::Tar(_)
             | TemplateStoreError::Recipe(_)
             | TemplateStoreError::StepFailed { .. } => SandboxError::InvalidRequest(msg),
-            TemplateStoreError::Exists(_) | TemplateStoreError::InUse { .. } => {
-                SandboxError::Conflict(msg)
-            }
+            TemplateStoreError::Exists(_)
+            | TemplateStoreError::InUse { .. }
+            | TemplateStoreError::Cancelled => SandboxError::Conflict(msg),
             TemplateStoreError::Io { .. } | TemplateStoreError::IdBase { .. } => {
                 SandboxError::Internal(msg)
             }
@@ -78,7 +78,7 @@ fn refuse_used(r: &str, users: Vec<String>) -> Result<(), SandboxError> {
 }
 
 impl Manager {
-    fn template_store(&self) -> TemplateStore {
+    pub(super) fn template_store(&self) -> TemplateStore {
         TemplateStore::new(&self.cfg.data_dir, self.cfg.id_map_base)
     }
 
@@ -96,31 +96,18 @@ impl Manager {
         Ok(blocking(move || store.get(&r)).await??)
     }
 
-    /// Imports a template from a path on this host (the caller checked the admin role).
+    /// Imports a template from a path on this host (the caller checked the admin role):
+    /// an import job (template_builds.rs) this call waits for, in a task of its own (a
+    /// client that hangs up does not cut it short).
     pub async fn import_template(
         &self,
         req: TemplateImportRequest,
     ) -> Result<Template, SandboxError> {
-        let source = match (req.dir, req.oci) {
-            (Some(d), None) => TemplateSource::Dir(d.into()),
-            (None, Some(o)) => TemplateSource::Oci(o.into()),
-            _ => {
-                return Err(SandboxError::InvalidRequest(
-                    "give exactly one of dir and oci".into(),
-                ))
-            }
+        let source = TemplateBuildSource::Import {
+            dir: req.dir,
+            oci: req.oci,
         };
-        let path = match &source {
-            TemplateSource::Dir(p) | TemplateSource::Oci(p) => p.clone(),
-        };
-        if !path.is_absolute() {
-            return Err(SandboxError::InvalidRequest(format!(
-                "{} must be an absolute path on the daemon's host",
-                path.display()
-            )));
-        }
-        let store = self.template_store();
-        Ok(blocking(move || store.import(&req.name, req.version.as_deref(), &source)).await??)
+        self.build_and_wait(&req.name, req.version, source).await
     }
 
     /// Builds a template from a recipe whose context is a directory on this host (the

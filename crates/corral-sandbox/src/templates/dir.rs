@@ -3,13 +3,15 @@
 //! The tree is walked without following links; files are copied (copy_file_range),
 //! links recreated as links, hard links kept, owners shifted into the sandbox id
 //! range. Device nodes, fifos and sockets are skipped (a debootstrap tree has /dev
-//! entries; sandboxes get their own /dev) and counted.
+//! entries; sandboxes get their own /dev) and counted. Files and bytes copied go to the
+//! import's progress, which stops the copy between files when it is cancelled.
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use super::import::Progress;
 use super::layer::LayerWriter;
 use super::TemplateStoreError;
 
@@ -28,6 +30,7 @@ pub(crate) fn copy_tree(
     src: &Path,
     w: &LayerWriter,
     how: Transfer,
+    progress: &mut Progress<'_>,
 ) -> Result<u64, TemplateStoreError> {
     let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
     let mut skipped = 0;
@@ -43,7 +46,15 @@ pub(crate) fn copy_tree(
         m.mode(),
         (w.host_id(m.uid().into()), w.host_id(m.gid().into())),
     )?;
-    walk(src, Path::new(""), w, how, &mut links, &mut skipped)?;
+    walk(
+        src,
+        Path::new(""),
+        w,
+        how,
+        progress,
+        &mut links,
+        &mut skipped,
+    )?;
     Ok(skipped)
 }
 
@@ -59,6 +70,7 @@ fn walk(
     rel: &Path,
     w: &LayerWriter,
     how: Transfer,
+    progress: &mut Progress<'_>,
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
     skipped: &mut u64,
 ) -> Result<(), TemplateStoreError> {
@@ -76,7 +88,7 @@ fn walk(
         let ft = m.file_type();
         if ft.is_dir() {
             w.dir(Some(&r), m.mode(), owner)?;
-            walk(src, &r, w, how, links, skipped)?;
+            walk(src, &r, w, how, progress, links, skipped)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(|e| io_err(&path, e))?;
             w.symlink(&r, &target, owner, Some(m.mtime()))?;
@@ -92,6 +104,8 @@ fn walk(
                 Transfer::Copy => w.copy_file(&r, &path, m.mode(), owner, Some(m.mtime()))?,
                 Transfer::Move => w.move_file(&r, &path, m.mode(), owner, Some(m.mtime()))?,
             }
+            // Between files: a cancel stops the copy here.
+            progress.add_file(m.len())?;
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
             *skipped += 1;
         }

@@ -7,6 +7,7 @@
 //!   layers/<sha256>/           one layer's files, owned by the sandbox id range
 //!   images/<name>/<version>.json   a template: its layers bottom first + metadata
 //!   tmp/<pid>-<nanos>/         imports in progress (removed when that pid is gone)
+//!   blobs/<sha256>.json        OCI blob -> the layer made of it (import.rs)
 //!   host-<key>/                the built-in `host` template's skeleton (host.rs)
 //! ```
 //!
@@ -25,6 +26,7 @@ mod debootstrap;
 mod dir;
 mod etc;
 mod helper;
+mod import;
 mod layer;
 mod oci;
 mod recipe;
@@ -45,7 +47,7 @@ pub(crate) use self::config::ImageDefaults;
 pub use self::debootstrap::Debootstrap;
 pub use self::helper::build_main;
 pub(crate) use self::helper::{run_helper, BuildAnswer, BuildJob, DebootstrapJob, JobSource};
-use self::layer::{digest_layer, hex, LayerWriter};
+use self::layer::hex;
 pub use self::recipe::RecipeError;
 
 /// The longest overlay lowerdir option corral builds (the kernel takes one page of
@@ -107,6 +109,9 @@ pub enum TemplateStoreError {
         /// Why.
         why: String,
     },
+    /// The import was cancelled (a build job's `DELETE`).
+    #[error("the import was cancelled; nothing of it was registered")]
+    Cancelled,
     /// A malformed tar archive.
     #[error("malformed tar archive; nothing was imported")]
     Tar(#[source] io::Error),
@@ -380,6 +385,7 @@ impl TemplateStore {
                 }
             }
         }
+        self.forget_blobs();
         Ok(())
     }
 
@@ -563,26 +569,6 @@ impl TemplateStore {
         })
     }
 
-    /// Imports a template; returns it. Nothing is left behind on failure.
-    pub fn import(
-        &self,
-        name: &str,
-        version: Option<&str>,
-        source: &TemplateSource,
-    ) -> Result<Template, TemplateStoreError> {
-        check_template_name(name)?;
-        if let Some(v) = version {
-            check_version(v)?;
-            if self.find(&format!("{name}:{v}")).is_ok() {
-                return Err(TemplateStoreError::Exists(format!("{name}:{v}")));
-            }
-        }
-        let tmp = self.work_dir()?;
-        let result = self.import_in(&tmp, name, version, source, None);
-        let _ = fs::remove_dir_all(&tmp);
-        result
-    }
-
     /// Builds a Debian base with debootstrap (see debootstrap.rs) and imports it;
     /// debootstrap's output goes to `progress`. Nothing is left behind on failure.
     pub fn debootstrap(
@@ -615,142 +601,18 @@ impl TemplateStore {
         let result =
             debootstrap::bootstrap(spec, mirror.as_deref(), &root, progress).and_then(|()| {
                 let described = spec.describe(mirror.as_deref());
+                let mut quiet = |_| {};
                 self.import_in(
                     &tmp,
                     name,
                     version,
                     &TemplateSource::Dir(root),
                     Some(described),
+                    &mut import::Progress::new(&mut quiet, None),
                 )
             });
         let _ = fs::remove_dir_all(&tmp);
         result
-    }
-
-    /// A fresh work dir under `tmp/` (removed by the caller; a killed process's is
-    /// collected by `clean_stale`).
-    fn work_dir(&self) -> Result<PathBuf, TemplateStoreError> {
-        let tmp_root = self.root.join("tmp");
-        fs::create_dir_all(&tmp_root)
-            .map_err(TemplateStoreError::io("creating the template store"))?;
-        fs::create_dir_all(self.layers())
-            .map_err(TemplateStoreError::io("creating the template store"))?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let tmp = tmp_root.join(format!("{}-{nanos}", std::process::id()));
-        fs::create_dir(&tmp).map_err(TemplateStoreError::io("creating the import's work dir"))?;
-        Ok(tmp)
-    }
-
-    /// Imports `source` using the work dir `tmp`. `own_tree`: the `Dir` source is a
-    /// tree the import made itself (a debootstrap) with this description; its files
-    /// are moved into the layer instead of copied.
-    fn import_in(
-        &self,
-        tmp: &Path,
-        name: &str,
-        version: Option<&str>,
-        source: &TemplateSource,
-        own_tree: Option<String>,
-    ) -> Result<Template, TemplateStoreError> {
-        let mkio = |d: &Path| TemplateStoreError::io(format!("creating {}", d.display()));
-        let mut built: Vec<(PathBuf, String)> = Vec::new();
-        let (source_text, image) = match source {
-            TemplateSource::Dir(src) => {
-                let src = src
-                    .canonicalize()
-                    .map_err(|e| TemplateStoreError::BadSource {
-                        path: src.clone(),
-                        why: e.to_string(),
-                    })?;
-                if let Ok(store) = self.root.canonicalize() {
-                    if store.starts_with(&src) {
-                        return Err(TemplateStoreError::BadSource {
-                            path: src,
-                            why: "it contains corral's own template store".into(),
-                        });
-                    }
-                }
-                let d = tmp.join("l0");
-                let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
-                // A tree of the import's own (debootstrap's) is moved, not copied.
-                let how = if own_tree.is_some() {
-                    dir::Transfer::Move
-                } else {
-                    dir::Transfer::Copy
-                };
-                dir::copy_tree(&src, &w, how)?;
-                built.push((d, "dir".into()));
-                let text = own_tree.unwrap_or_else(|| format!("dir:{}", src.display()));
-                (text, oci::Image::default())
-            }
-            TemplateSource::Oci(path) => {
-                let meta = fs::metadata(path).map_err(|e| TemplateStoreError::BadSource {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-                let image_root = if meta.is_dir() {
-                    path.clone()
-                } else {
-                    let d = tmp.join("archive");
-                    oci::unpack_archive(path, &d, 0)?;
-                    d
-                };
-                let image = oci::read_image(&image_root)?;
-                config::check_env(&image.env).map_err(|why| TemplateStoreError::BadSource {
-                    path: path.clone(),
-                    why,
-                })?;
-                for (i, (blob, digest)) in image.layers.iter().enumerate() {
-                    let d = tmp.join(format!("l{i}"));
-                    let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
-                    oci::apply_blob(blob, digest, &w)?;
-                    built.push((d, digest.clone()));
-                }
-                let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-                (format!("oci:{}", canonical.display()), image)
-            }
-        };
-        let top_first: Vec<PathBuf> = built.iter().rev().map(|(d, _)| d.clone()).collect();
-        let d = tmp.join("corral");
-        let w = LayerWriter::create(&d, self.id_base).map_err(mkio(&d))?;
-        etc::write_corral_layer(&w, &top_first)?;
-        let (workdir, user) = config::image_config(source, &image, &d)?;
-        built.push((d, "corral".into()));
-
-        let mut entries = Vec::new();
-        for (d, origin) in &built {
-            let (digest, size_bytes) = digest_layer(d, self.id_base)
-                .map_err(TemplateStoreError::io(format!("hashing {}", d.display())))?;
-            entries.push(LayerEntry {
-                digest,
-                size_bytes,
-                origin: origin.clone(),
-            });
-        }
-
-        let pending: Vec<(PathBuf, String)> = built
-            .iter()
-            .zip(&entries)
-            .map(|((d, _), e)| (d.clone(), e.digest.clone()))
-            .collect();
-        let m = Manifest {
-            format: MANIFEST_FORMAT,
-            name: name.to_string(),
-            version: String::new(),
-            created_at_ms: now_ms(),
-            id_base: self.id_base,
-            source: source_text,
-            layers: entries,
-            env: image.env,
-            base: None,
-            workdir,
-            user,
-            allow: Vec::new(),
-        };
-        self.register(m, version, &pending)
     }
 
     /// Moves `pending` layers (dir, digest) into `layers/` and writes the manifest of

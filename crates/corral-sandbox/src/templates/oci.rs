@@ -14,6 +14,7 @@ use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::import::{Counting, Progress};
 use super::layer::{clean_path, hex, whiteout_target, LayerWriter};
 use super::TemplateStoreError;
 
@@ -328,10 +329,12 @@ pub(crate) fn apply_blob(
     path: &Path,
     digest: &str,
     w: &LayerWriter,
+    progress: &mut Progress<'_>,
 ) -> Result<(), TemplateStoreError> {
     let f = fs::File::open(path).map_err(|e| bad(path, e))?;
+    let counted = Counting { inner: f, progress };
     let mut hashing = Hashing {
-        inner: BufReader::with_capacity(1 << 20, f),
+        inner: BufReader::with_capacity(1 << 20, counted),
         h: Sha256::new(),
     };
     let mut magic = [0u8; 4];
@@ -367,6 +370,29 @@ pub(crate) fn apply_blob(
     }
     applied?;
     drained?;
+    Ok(())
+}
+
+/// Checks a blob against its digest without unpacking it (a layer the blob cache
+/// has: the blob must still be the one the image names).
+pub(crate) fn verify_blob(
+    path: &Path,
+    digest: &str,
+    progress: &mut Progress<'_>,
+) -> Result<(), TemplateStoreError> {
+    let f = fs::File::open(path).map_err(|e| bad(path, e))?;
+    let mut hashing = Hashing {
+        inner: BufReader::with_capacity(1 << 20, Counting { inner: f, progress }),
+        h: Sha256::new(),
+    };
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad(path, e))?;
+    let got = format!("sha256:{}", hex(&hashing.h.finalize()));
+    if got != digest {
+        return Err(bad(
+            path,
+            format!("layer digest mismatch: expected {digest}, got {got}"),
+        ));
+    }
     Ok(())
 }
 
@@ -472,8 +498,14 @@ pub(crate) fn apply_tar<R: Read>(r: R, w: &LayerWriter) -> Result<(), TemplateSt
 
 /// Extracts an image archive (the outer tarball) into `dir`: plain files, directories
 /// and links only, the same path checks; ids not shifted (read by corral only).
-pub(crate) fn unpack_archive(path: &Path, dir: &Path, id: u32) -> Result<(), TemplateStoreError> {
+pub(crate) fn unpack_archive(
+    path: &Path,
+    dir: &Path,
+    id: u32,
+    progress: &mut Progress<'_>,
+) -> Result<(), TemplateStoreError> {
     let f = fs::File::open(path).map_err(|e| bad(path, e))?;
+    let f = Counting { inner: f, progress };
     let w = LayerWriter::create(dir, id).map_err(|e| TemplateStoreError::Io {
         what: format!("creating {}", dir.display()),
         source: e,
@@ -546,7 +578,8 @@ mod tests {
         let path = t.path().join("blob");
         fs::write(&path, blob).unwrap();
         let w = LayerWriter::create(&t.path().join("layer"), 0).unwrap();
-        let r = apply_blob(&path, digest, &w);
+        let mut quiet = |_| {};
+        let r = apply_blob(&path, digest, &w, &mut Progress::new(&mut quiet, None));
         (t, r)
     }
 

@@ -49,7 +49,7 @@ pub use snapshot::{Snapshot, SnapshotList};
 pub use template::{
     Template, TemplateBuild, TemplateBuildCreateRequest, TemplateBuildEvent, TemplateBuildList,
     TemplateBuildRequest, TemplateBuildSource, TemplateBuildState, TemplateConfig,
-    TemplateImportRequest, TemplateLayer, TemplateList,
+    TemplateImportRequest, TemplateLayer, TemplateLayerState, TemplateList,
 };
 
 /// The default page size of list endpoints, and the largest accepted.

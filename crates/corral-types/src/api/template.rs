@@ -166,6 +166,29 @@ pub enum TemplateBuildSource {
         /// The recipe's name.
         recipe: String,
     },
+    /// An import (as `POST /v1/templates`) of a path on the daemon's host: give exactly
+    /// one of `dir` and `oci`. Runs in the daemon; its events are `layer` and `bytes`.
+    Import {
+        /// An absolute path of a directory holding a root file system.
+        #[serde(default)]
+        dir: Option<String>,
+        /// An absolute path of an OCI image layout directory, or an OCI / `docker
+        /// save` tarball.
+        #[serde(default)]
+        oci: Option<String>,
+    },
+}
+
+/// What happens to one layer of an OCI import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateLayerState {
+    /// Its blob is being read and unpacked.
+    Started,
+    /// It was unpacked.
+    Applied,
+    /// The store has this blob's layer already (an earlier import of it): nothing read.
+    Cached,
 }
 
 /// Where a build job is.
@@ -206,7 +229,7 @@ pub struct TemplateBuild {
     pub name: String,
     /// The version asked for, if any.
     pub version: Option<String>,
-    /// `recipe`, `debootstrap` or `shipped`.
+    /// `recipe`, `debootstrap`, `shipped` or `import`.
     pub source: String,
     /// Where it is.
     pub state: TemplateBuildState,
@@ -275,6 +298,33 @@ pub enum TemplateBuildEvent {
     Dropped {
         /// How many lines.
         lines: u64,
+    },
+    /// An import's layer `layer` of `total` (OCI: one per image layer; a directory
+    /// import has one).
+    Layer {
+        /// 1-based.
+        layer: u32,
+        /// Layers to import.
+        total: u32,
+        /// The blob's digest (`sha256:...`), or what the image names it by; `dir` for
+        /// a directory.
+        digest: String,
+        /// The blob's size in bytes (0 for a directory: unknown ahead).
+        size_bytes: u64,
+        /// Started, applied or cached.
+        state: TemplateLayerState,
+    },
+    /// How far an import is in the current layer (sent at most every 32 MiB or
+    /// second).
+    Bytes {
+        /// Bytes read of the current blob (OCI) or copied (directory).
+        done: u64,
+        /// The blob's size; none for a directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+        /// Files copied so far (directory imports).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<u64>,
     },
     /// The build succeeded.
     Done {

@@ -13,9 +13,9 @@ use corral_types::api::{
 };
 use tokio::sync::mpsc;
 
-use super::{conflict_msg, recipe_base, run_job, Job, TemplateSettings};
+use super::{conflict_msg, recipe_base, run_import, run_job, Job, TemplateSettings};
 use crate::manager::{Manager, SandboxError};
-use crate::templates::{BuildJob, DebootstrapJob, JobSource};
+use crate::templates::{BuildJob, DebootstrapJob, JobSource, TemplateSource};
 
 fn abs(what: &str, p: &str) -> Result<PathBuf, SandboxError> {
     if Path::new(p).is_absolute() {
@@ -24,6 +24,17 @@ fn abs(what: &str, p: &str) -> Result<PathBuf, SandboxError> {
         Err(SandboxError::InvalidRequest(format!(
             "{what} {p} must be an absolute path on the daemon's host"
         )))
+    }
+}
+
+/// An import's source: exactly one of `dir` and `oci`, an absolute path.
+fn import_source(dir: Option<String>, oci: Option<String>) -> Result<TemplateSource, SandboxError> {
+    match (dir, oci) {
+        (Some(d), None) => Ok(TemplateSource::Dir(abs("dir", &d)?)),
+        (None, Some(o)) => Ok(TemplateSource::Oci(abs("oci", &o)?)),
+        _ => Err(SandboxError::InvalidRequest(
+            "give exactly one of dir and oci".into(),
+        )),
     }
 }
 
@@ -39,9 +50,30 @@ impl Manager {
         req: TemplateBuildCreateRequest,
     ) -> Result<TemplateBuild, SandboxError> {
         crate::templates::check_template_name(&req.name)?;
-        let (source, kind) = self.job_source(&req.name, req.source)?;
-        let job = self.spawn_build(&req.name, req.version, source, kind)?;
+        let job = self.spawn_job(&req.name, req.version, req.source)?;
         Ok(job.view())
+    }
+
+    /// Starts the job of an API source: an import in the daemon, the others in a helper.
+    fn spawn_job(
+        &self,
+        name: &str,
+        version: Option<String>,
+        source: TemplateBuildSource,
+    ) -> Result<Arc<Job>, SandboxError> {
+        if let TemplateBuildSource::Import { dir, oci } = source {
+            let source = import_source(dir, oci)?;
+            let (job, cancel) = self
+                .template_builds
+                .register(name, version.clone(), "import")
+                .map_err(|j| SandboxError::Conflict(conflict_msg(&j)))?;
+            let store = self.template_store();
+            let j = job.clone();
+            tokio::spawn(async move { run_import(j, store, source, cancel).await });
+            return Ok(job);
+        }
+        let (source, kind) = self.job_source(name, source)?;
+        self.spawn_build(name, version, source, kind)
     }
 
     /// Turns an API source into the helper's.
@@ -85,6 +117,12 @@ impl Manager {
             TemplateBuildSource::Shipped { recipe } => {
                 let _ = name;
                 (self.shipped_source(&recipe)?, "shipped")
+            }
+            // Imports run in the daemon (spawn_job), never in a helper.
+            TemplateBuildSource::Import { .. } => {
+                return Err(SandboxError::Internal(
+                    "an import is not a helper's job".into(),
+                ))
             }
         })
     }
@@ -305,7 +343,7 @@ impl Manager {
         match (v.state, v.template, v.error) {
             (TemplateBuildState::Succeeded, Some(t), _) => Ok(t),
             (_, _, Some(e)) => Err(match e.code.as_str() {
-                "build_failed" => SandboxError::InvalidRequest(e.message),
+                "build_failed" | "import_failed" => SandboxError::InvalidRequest(e.message),
                 "conflict" => SandboxError::Conflict(e.message),
                 "cancelled" => SandboxError::Conflict(e.message),
                 _ => SandboxError::Internal(e.message),
@@ -317,7 +355,7 @@ impl Manager {
         }
     }
 
-    /// `POST /v1/templates/build`: a recipe job the caller waits for.
+    /// `POST /v1/templates/build` and `POST /v1/templates`: a job the caller waits for.
     pub(crate) async fn build_and_wait(
         &self,
         name: &str,
@@ -325,8 +363,7 @@ impl Manager {
         source: TemplateBuildSource,
     ) -> Result<Template, SandboxError> {
         crate::templates::check_template_name(name)?;
-        let (source, kind) = self.job_source(name, source)?;
-        let job = self.spawn_build(name, version, source, kind)?;
+        let job = self.spawn_job(name, version, source)?;
         self.wait_build(&job).await
     }
 
