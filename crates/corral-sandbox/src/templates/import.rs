@@ -389,6 +389,9 @@ impl TemplateStore {
         let mut entries = Vec::new();
         let mut pending: Vec<(PathBuf, String)> = Vec::new();
         for (d, origin, known) in &built {
+            if p.cancelled() {
+                return Err(TemplateStoreError::Cancelled);
+            }
             let e = match known {
                 Some(e) => e.clone(),
                 None => {
