@@ -20,3 +20,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 # Unit tests, the seccomp kernel tests and the end-to-end/escape/leak suites.
 cargo test --workspace --locked
+
+# Fuzz smoke (docs/fuzzing.md): every target of fuzz/ for CORRAL_FUZZ_SMOKE seconds
+# (10 is enough to catch a target that no longer builds or crashes on its seeds). Off
+# by default: the cold build of fuzz/ (nightly, AddressSanitizer, one codegen unit, its
+# own fuzz/target) takes far longer than CI's budget on 2 cores.
+if [[ -n ${CORRAL_FUZZ_SMOKE:-} ]]; then
+    echo "== fuzz smoke"
+    scripts/fuzz.sh "$CORRAL_FUZZ_SMOKE"
+fi

@@ -49,3 +49,18 @@ pub use crate::core::{
     CallCheck, Evaluation, PolicyAuditHook, PolicyConfig, PolicyCore, PolicyCoreError, PolicyEvent,
     CATALOG_POLL, DEFAULT_POLICY,
 };
+
+/// Policy compilation for the fuzz targets in fuzz/ (built only by `cargo fuzz`, which
+/// sets `--cfg fuzzing`; not part of the public API).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{Catalog, CompiledBundle, PolicyError};
+
+    /// Compiles a Cedar policy bundle against the schema generated from `catalog`, as
+    /// publishing a bundle does.
+    pub fn compile_policy(catalog: &Catalog, text: &str) -> Result<CompiledBundle, PolicyError> {
+        let engine = crate::policy::Engine::new(catalog)?;
+        CompiledBundle::compile(1, text, &engine.schema)
+    }
+}

@@ -67,3 +67,147 @@ pub fn tag_for(data_dir: &std::path::Path) -> String {
         .collect::<String>()[..5]
         .to_string()
 }
+
+/// The parsers a sandbox's traffic reaches, for the fuzz targets in fuzz/ (built only
+/// by `cargo fuzz`, which sets `--cfg fuzzing`; not part of the public API). Thin
+/// wrappers: the parsers stay `pub(crate)` in the normal build.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[allow(missing_docs, missing_debug_implementations)]
+pub mod fuzzing {
+    use crate::proxy::{http, sni};
+
+    /// The most bytes the proxy waits for before deciding on a ClientHello.
+    pub const MAX_HELLO: usize = sni::MAX_HELLO;
+    /// The longest request head the proxy reads.
+    pub const MAX_HEAD: usize = http::MAX_HEAD;
+
+    /// What the first bytes of a TLS connection say (`proxy::sni::Hello`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Hello {
+        Sni(String),
+        NoSni,
+        NotTls,
+        Incomplete,
+    }
+
+    /// The proxy's ClientHello reader.
+    pub fn sni(buf: &[u8]) -> Hello {
+        match sni::parse(buf) {
+            sni::Hello::Sni(s) => Hello::Sni(s),
+            sni::Hello::NoSni => Hello::NoSni,
+            sni::Hello::NotTls => Hello::NotTls,
+            sni::Hello::Incomplete => Hello::Incomplete,
+        }
+    }
+
+    /// The proxy's name check (lowercase, one trailing dot stripped).
+    pub fn normalize(name: &str) -> Option<String> {
+        crate::proxy::normalize(name)
+    }
+
+    /// Everything the proxy derives from one request head.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Request {
+        pub method: String,
+        pub target: String,
+        pub host_header: Option<String>,
+        /// `Body` as Debug text, or the refusal.
+        pub body: Result<String, &'static str>,
+        pub keep_alive: bool,
+        pub connect: Option<(String, u16)>,
+        /// (host, port, path) from an absolute-form target.
+        pub absolute: Option<(String, Option<u16>, String)>,
+        /// (host, port, path) from the Host header.
+        pub host: Option<(String, Option<u16>, String)>,
+        /// The head as forwarded in origin form (path = the target).
+        pub origin_form: Vec<u8>,
+    }
+
+    /// Where a request head ends, as the proxy finds it.
+    pub fn head_end(buf: &[u8]) -> Option<usize> {
+        http::head_end(buf)
+    }
+
+    /// The proxy's request-head parser and what it derives from a head.
+    pub fn request(head: &[u8]) -> Option<Request> {
+        let h = http::Head::parse(head)?;
+        let dest = |d: Option<http::Dest>| d.map(|d| (d.host, d.port, d.path));
+        Some(Request {
+            body: h.body().map(|b| format!("{b:?}")),
+            keep_alive: h.keep_alive(),
+            connect: h.connect_dest(),
+            absolute: dest(h.absolute_dest()),
+            host: dest(h.host_dest()),
+            origin_form: h.to_origin_form(&h.target),
+            method: h.method,
+            target: h.target,
+            host_header: h.host_header,
+        })
+    }
+
+    /// The proxy's response-head parser: (status, body framing for `method`, keep-alive).
+    pub fn response(
+        head: &[u8],
+        method: &str,
+    ) -> Option<(u16, Result<String, &'static str>, bool)> {
+        let r = http::Response::parse(head)?;
+        Some((
+            r.status,
+            r.body(method).map(|b| format!("{b:?}")),
+            r.keep_alive(),
+        ))
+    }
+
+    /// A chunk-size line.
+    pub fn chunk_size(line: &[u8]) -> Option<u64> {
+        http::chunk_size(line)
+    }
+
+    /// The path kept in egress records.
+    pub fn record_path(path: &str) -> String {
+        http::record_path(path)
+    }
+
+    /// What the resolver makes of one datagram.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Dns {
+        /// A query, and the answer the resolver would write for it (an A record for
+        /// 192.0.2.1).
+        Query {
+            id: u16,
+            name: String,
+            qtype: u16,
+            qclass: u16,
+            answer: Vec<u8>,
+        },
+        /// Answered with an error and no question.
+        Error { id: u16, answer: Vec<u8> },
+        /// Not answered.
+        Drop,
+    }
+
+    /// The resolver's DNS message parser.
+    pub fn dns(msg: &[u8]) -> Dns {
+        use crate::dns::wire;
+        match wire::parse(msg) {
+            wire::Parsed::Query(q) => Dns::Query {
+                answer: wire::answer(
+                    &q,
+                    wire::Rcode::NoError,
+                    Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+                    30,
+                ),
+                id: q.id,
+                name: q.name,
+                qtype: q.qtype,
+                qclass: q.qclass,
+            },
+            wire::Parsed::Error { id, flags, rcode } => Dns::Error {
+                id,
+                answer: wire::error(id, flags, rcode),
+            },
+            wire::Parsed::Drop => Dns::Drop,
+        }
+    }
+}
