@@ -35,7 +35,8 @@ pub(crate) fn parse(buf: &[u8]) -> Hello {
         return Hello::NotTls;
     }
     let rec_len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
-    if rec_len == 0 || rec_len > 16384 {
+    // A handshake record holds at least the 4-byte handshake header.
+    if rec_len < 4 || rec_len > 16384 {
         return Hello::NotTls;
     }
     let body = &buf[5..];
@@ -221,6 +222,15 @@ pub(crate) mod tests {
         assert_eq!(parse(&[0x16, 2, 0, 0, 5]), Hello::NotTls);
         assert_eq!(parse(&[0x16, 3, 1, 0, 0]), Hello::NotTls);
         assert_eq!(parse(&[0x16, 3, 1, 0, 4, 2, 0, 0, 0]), Hello::NotTls);
+        // A record too short for a handshake header, with bytes after it (found by
+        // the tls_sni fuzz target: it sliced body[4..3] and panicked; in a release
+        // daemon, panic = abort, one sandbox could have stopped the daemon).
+        for rec_len in 1..4u8 {
+            let mut v = vec![0x16, 3, 1, 0, rec_len, 1, 0, 0x36, 1, 0, 0, 0x16];
+            assert_eq!(parse(&v), Hello::NotTls, "record length {rec_len}");
+            v.truncate(5 + usize::from(rec_len));
+            assert_eq!(parse(&v), Hello::NotTls, "record length {rec_len}, exact");
+        }
         // Lengths that point past the end, on every byte position.
         let full = hello(Some("a.test"));
         for i in 5..full.len() {
