@@ -36,7 +36,7 @@ pub(crate) fn parse(buf: &[u8]) -> Hello {
     }
     let rec_len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
     // A handshake record holds at least the 4-byte handshake header.
-    if rec_len < 4 || rec_len > 16384 {
+    if !(4..=16384).contains(&rec_len) {
         return Hello::NotTls;
     }
     let body = &buf[5..];
