@@ -16,7 +16,11 @@ Latency: each request is a fresh TCP connection + TLS handshake + GET + the whol
 response, timed by the client inside the sandbox; batches of 20 interleaved per path.
 Throughput: curl downloads /big (100 MiB) to /dev/null, interleaved, 5 rounds each (after
 one warm-up round; BENCH_ROUNDS);
-the median of curl's own speed_download."""
+the median of curl's own speed_download.
+
+BENCH_RATE (e.g. `1gbit`): shape the upstream's sending side to that rate (tc tbf on
+its own veth end, inside the benchmark's namespace), as a real download is
+link-limited; unset, both paths are CPU-bound on loopback-speed veths."""
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.dont_write_bytecode = True
@@ -111,6 +115,9 @@ def upstream(d):
     sh("ip", "link", "set", VETH, "up")
     for a in (["addr", "add", f"{UP}/30", "dev", "up0"], ["link", "set", "lo", "up"], ["link", "set", "up0", "up"]):
         sh("ip", "-n", NS, *a)
+    if os.environ.get("BENCH_RATE"):
+        sh("ip", "netns", "exec", NS, "tc", "qdisc", "add", "dev", "up0", "root", "tbf",
+           "rate", os.environ["BENCH_RATE"], "burst", "1mb", "latency", "50ms")
     p = subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", SERVER, d, UP, str(BIG)])
     for _ in range(100):
         if subprocess.run(["python3", "-c", f"import socket; socket.create_connection(('{UP}', 8445), 0.2)"],
