@@ -23,6 +23,7 @@ mod pty;
 mod recipe_egress;
 mod recipes;
 mod restart;
+mod rootfs;
 mod secrets;
 mod template_builds;
 mod template_config;

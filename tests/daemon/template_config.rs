@@ -5,8 +5,7 @@
 //! number at import, and refused when a sandbox cannot be that user. zstd layers
 //! (made by the zstd tool) import; a damaged one is refused and leaves no template.
 
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tungstenite::Message;
 
 use crate::harness::{ws_connect, Daemon, Env};
+use crate::rootfs::{hex, shell_rootfs};
 
 const RECIPE: &str = "\
 FROM host
@@ -215,33 +215,10 @@ fn corral_run_applies_the_template_config_under_its_options() {
 
 // ---- OCI images -----------------------------------------------------------------
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A root file system with /bin/sh (the host's dash) and what it loads, an
-/// /etc/passwd naming `app` (uid 1000) and `www` (uid 33), and /work (root's, 0755).
-fn shell_rootfs(dir: &Path) {
-    let dash = std::fs::canonicalize("/bin/sh").unwrap();
-    let out = Command::new("ldd").arg(&dash).output().unwrap();
-    let mut files = vec![dash.clone()];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        for tok in line.split_whitespace() {
-            if tok.starts_with('/') {
-                files.push(PathBuf::from(tok));
-            }
-        }
-    }
-    for f in files {
-        let dst = dir.join(f.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(std::fs::canonicalize(&f).unwrap(), &dst).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    if !dir.join("bin/sh").exists() {
-        symlink(&dash, dir.join("bin/sh")).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("etc")).unwrap();
+/// [`shell_rootfs`] with an /etc/passwd naming `app` (uid 1000) and `www` (uid 33),
+/// and /work (root's, 0755) holding hello.txt.
+fn app_rootfs(dir: &Path) {
+    shell_rootfs(dir);
     std::fs::create_dir_all(dir.join("work")).unwrap();
     std::fs::write(dir.join("work/hello.txt"), "hello from the image\n").unwrap();
     std::fs::write(
@@ -332,7 +309,7 @@ fn an_oci_images_config_applies_and_zstd_layers_import() {
     let d = Daemon::start(0);
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
-    shell_rootfs(&root);
+    app_rootfs(&root);
     let layer = zstd(&tar_dir(&root));
     // A second, tiny zstd layer on top.
     let top = work.path().join("top");

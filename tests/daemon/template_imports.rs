@@ -7,8 +7,7 @@
 //! here, in the test's own temp dirs.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,35 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::harness::Daemon;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A root file system with /bin/sh (the host's dash) and what it loads.
-fn shell_rootfs(dir: &Path) {
-    let dash = std::fs::canonicalize("/bin/sh").unwrap();
-    let out = Command::new("ldd").arg(&dash).output().unwrap();
-    let mut files = vec![dash.clone()];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        for tok in line.split_whitespace() {
-            if tok.starts_with('/') {
-                files.push(PathBuf::from(tok));
-            }
-        }
-    }
-    for f in files {
-        let dst = dir.join(f.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(std::fs::canonicalize(&f).unwrap(), &dst).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    if !dir.join("bin/sh").exists() {
-        symlink(&dash, dir.join("bin/sh")).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-}
+use crate::rootfs::{hex, shell_rootfs};
 
 /// Writes a tar of `dir`'s contents into `blobs/` (gzip when `gz`); its digest.
 fn put_layer(blobs: &Path, dir: &Path, gz: bool) -> String {

@@ -3,8 +3,8 @@
 //! use, a killed import leaving no template. Every image is built here: a tiny root
 //! file system of the host's dash and the libraries it loads.
 
-use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,36 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::harness::Daemon;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A root file system with /bin/sh (the host's dash) and what it loads.
-fn shell_rootfs(dir: &Path) {
-    let dash = std::fs::canonicalize("/bin/sh").unwrap();
-    let out = Command::new("ldd").arg(&dash).output().unwrap();
-    let mut files = vec![dash.clone()];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        for tok in line.split_whitespace() {
-            if tok.starts_with('/') {
-                files.push(PathBuf::from(tok));
-            }
-        }
-    }
-    for f in files {
-        let dst = dir.join(f.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(std::fs::canonicalize(&f).unwrap(), &dst).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    let rel = dash.strip_prefix("/").unwrap();
-    if !dir.join("bin/sh").exists() {
-        symlink(Path::new("/").join(rel), dir.join("bin/sh")).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-}
+use crate::rootfs::{hex, shell_rootfs};
 
 /// A tar of `dir`'s contents (owner root), gzip-compressed when `gz`.
 fn tar_dir(dir: &Path, gz: bool) -> Vec<u8> {
