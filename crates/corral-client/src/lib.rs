@@ -68,6 +68,22 @@ fn seg(s: &str) -> String {
     encode(s, false)
 }
 
+/// `path` with the query `q` (the pairs, already encoded), then a page's `cursor` and
+/// `limit` when given.
+fn with_query(path: &str, mut q: Vec<String>, cursor: Option<&str>, limit: Option<u32>) -> String {
+    if let Some(c) = cursor {
+        q.push(format!("cursor={}", encode(c, false)));
+    }
+    if let Some(l) = limit {
+        q.push(format!("limit={l}"));
+    }
+    if q.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", q.join("&"))
+    }
+}
+
 impl Client {
     /// A client for the daemon at `url` (`http://127.0.0.1:7070`), authenticating with
     /// `key`. https URLs are checked against the system's root certificates.
@@ -166,17 +182,7 @@ impl Client {
                 encode(v, false)
             ));
         }
-        if let Some(c) = &p.cursor {
-            q.push(format!("cursor={}", encode(c, false)));
-        }
-        if let Some(l) = p.limit {
-            q.push(format!("limit={l}"));
-        }
-        let path = if q.is_empty() {
-            "/v1/sandboxes".to_string()
-        } else {
-            format!("/v1/sandboxes?{}", q.join("&"))
-        };
+        let path = with_query("/v1/sandboxes", q, p.cursor.as_deref(), p.limit);
         self.t.json(Method::GET, &path, None::<&()>).await
     }
 
@@ -367,18 +373,7 @@ impl Client {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<SnapshotList, ClientError> {
-        let mut q = Vec::new();
-        if let Some(c) = cursor {
-            q.push(format!("cursor={}", encode(c, false)));
-        }
-        if let Some(l) = limit {
-            q.push(format!("limit={l}"));
-        }
-        let path = if q.is_empty() {
-            "/v1/snapshots".to_string()
-        } else {
-            format!("/v1/snapshots?{}", q.join("&"))
-        };
+        let path = with_query("/v1/snapshots", Vec::new(), cursor, limit);
         self.t.json(Method::GET, &path, None::<&()>).await
     }
 

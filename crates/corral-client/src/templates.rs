@@ -7,8 +7,7 @@ use corral_types::api::{
 use futures_util::Stream;
 use hyper::Method;
 
-use crate::http::encode;
-use crate::{seg, stream, Client, ClientError};
+use crate::{seg, stream, with_query, Client, ClientError};
 
 impl Client {
     /// `POST /v1/templates/builds` (admin): starts a build job.
@@ -27,18 +26,7 @@ impl Client {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<TemplateBuildList, ClientError> {
-        let mut q = Vec::new();
-        if let Some(c) = cursor {
-            q.push(format!("cursor={}", encode(c, false)));
-        }
-        if let Some(l) = limit {
-            q.push(format!("limit={l}"));
-        }
-        let path = if q.is_empty() {
-            "/v1/templates/builds".to_string()
-        } else {
-            format!("/v1/templates/builds?{}", q.join("&"))
-        };
+        let path = with_query("/v1/templates/builds", Vec::new(), cursor, limit);
         self.t.json(Method::GET, &path, None::<&()>).await
     }
 
