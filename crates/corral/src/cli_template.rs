@@ -161,7 +161,7 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
         ca_cert,
     } = args.command
     {
-        let c = remote_client(url, key, ca_cert, args.data_dir)?;
+        let c = crate::client_conn::connect(url, key, ca_cert, args.data_dir)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -469,47 +469,6 @@ fn size(b: u64) -> String {
     } else {
         format!("{:.1} KiB", b as f64 / 1024.0)
     }
-}
-
-/// A client of the daemon for `template builds`: --url/--key/--ca-cert, their
-/// environment variables, or the data directory's admin key.
-fn remote_client(
-    url: Option<String>,
-    key: Option<String>,
-    ca: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<Client> {
-    let url = url
-        .or_else(|| std::env::var("CORRAL_URL").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:7070".to_string());
-    let key = match key.or_else(|| std::env::var("CORRAL_API_KEY").ok()) {
-        Some(k) => k,
-        None => {
-            let dir = data_dir
-                .or_else(|| std::env::var_os("CORRAL_DATA_DIR").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
-            let file = dir.join("admin-key");
-            std::fs::read_to_string(&file)
-                .with_context(|| {
-                    format!(
-                        "no API key: pass --key, set CORRAL_API_KEY, or make {} readable",
-                        file.display()
-                    )
-                })?
-                .trim()
-                .to_string()
-        }
-    };
-    Ok(
-        match ca.or_else(|| std::env::var_os("CORRAL_CA_CERT").map(PathBuf::from)) {
-            Some(path) => {
-                let pem = std::fs::read(&path)
-                    .with_context(|| format!("cannot read the CA file {}", path.display()))?;
-                Client::with_ca_pem(&url, &key, &pem)?
-            }
-            None => Client::new(&url, &key)?,
-        },
-    )
 }
 
 async fn builds(

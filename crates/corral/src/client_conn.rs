@@ -30,46 +30,55 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let url = self
-            .url
-            .clone()
-            .or_else(|| std::env::var("CORRAL_URL").ok())
-            .unwrap_or_else(|| "http://127.0.0.1:7070".to_string());
-        let key = match self
-            .key
-            .clone()
-            .or_else(|| std::env::var("CORRAL_API_KEY").ok())
-        {
-            Some(k) => k,
-            None => {
-                let dir = std::env::var_os("CORRAL_DATA_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
-                let file = dir.join("admin-key");
-                std::fs::read_to_string(&file)
-                    .with_context(|| {
-                        format!(
-                            "no API key: pass --key, set CORRAL_API_KEY, or make {} readable",
-                            file.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string()
-            }
-        };
-        let ca = self
-            .ca_cert
-            .clone()
-            .or_else(|| std::env::var_os("CORRAL_CA_CERT").map(PathBuf::from));
-        Ok(match ca {
+        connect(
+            self.url.clone(),
+            self.key.clone(),
+            self.ca_cert.clone(),
+            None,
+        )
+    }
+}
+
+/// A client of the daemon: `url`, `key` and `ca` as given, else CORRAL_URL,
+/// CORRAL_API_KEY and CORRAL_CA_CERT, else http://127.0.0.1:7070 and the admin key in
+/// `data_dir` (else CORRAL_DATA_DIR, else /var/lib/corral).
+pub(crate) fn connect(
+    url: Option<String>,
+    key: Option<String>,
+    ca: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Client> {
+    let url = url
+        .or_else(|| std::env::var("CORRAL_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:7070".to_string());
+    let key = match key.or_else(|| std::env::var("CORRAL_API_KEY").ok()) {
+        Some(k) => k,
+        None => {
+            let dir = data_dir
+                .or_else(|| std::env::var_os("CORRAL_DATA_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/var/lib/corral"));
+            let file = dir.join("admin-key");
+            std::fs::read_to_string(&file)
+                .with_context(|| {
+                    format!(
+                        "no API key: pass --key, set CORRAL_API_KEY, or make {} readable",
+                        file.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(
+        match ca.or_else(|| std::env::var_os("CORRAL_CA_CERT").map(PathBuf::from)) {
             Some(path) => {
                 let pem = std::fs::read(&path)
                     .with_context(|| format!("cannot read the CA file {}", path.display()))?;
                 Client::with_ca_pem(&url, &key, &pem)?
             }
             None => Client::new(&url, &key)?,
-        })
-    }
+        },
+    )
 }
 
 /// Runs a client command on a small single-threaded runtime; errors become one line
