@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tungstenite::Message;
 
 use crate::harness::{ws_connect, Daemon, Env};
-use crate::rootfs::{hex, shell_rootfs};
+use crate::rootfs::{hex, layer_desc, oci_image, shell_rootfs};
 
 const RECIPE: &str = "\
 FROM host
@@ -254,35 +254,11 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 /// An OCI layout in `out`: these layers (`(blob, media type)`, bottom first) and this
 /// image config.
 fn oci_layout(out: &Path, layers: &[(Vec<u8>, &str)], config: Value) {
-    let blobs = out.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let h = hex(&Sha256::digest(data));
-        std::fs::write(blobs.join(&h), data).unwrap();
-        format!("sha256:{h}")
-    };
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
-        "config": config, "rootfs": {"type": "layers", "diff_ids": []}}))
-    .unwrap();
-    let cfg_digest = put(&config);
-    let descs: Vec<Value> = layers
+    let descs = layers
         .iter()
-        .map(|(b, mt)| json!({"mediaType": mt, "digest": put(b), "size": b.len()}))
+        .map(|(b, mt)| layer_desc(out, b, mt))
         .collect();
-    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": config.len()},
-        "layers": descs}))
-    .unwrap();
-    let m = put(&manifest);
-    std::fs::write(out.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        out.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": manifest.len()}]}))
-        .unwrap(),
-    )
-    .unwrap();
+    oci_image(out, config, descs);
 }
 
 const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::harness::Daemon;
-use crate::rootfs::{hex, shell_rootfs};
+use crate::rootfs::{hex, oci_image, shell_rootfs};
 
 /// Writes a tar of `dir`'s contents into `blobs/` (gzip when `gz`); its digest.
 fn put_layer(blobs: &Path, dir: &Path, gz: bool) -> String {
@@ -55,34 +55,14 @@ fn put_layer(blobs: &Path, dir: &Path, gz: bool) -> String {
 fn oci_layout(out: &Path, layers: &[(&Path, bool)]) {
     let blobs = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let h = hex(&Sha256::digest(data));
-        std::fs::write(blobs.join(&h), data).unwrap();
-        format!("sha256:{h}")
-    };
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/bin:/bin"]}}))
-    .unwrap();
-    let cfg = put(&config);
-    let descs: Vec<Value> = layers
+    let descs = layers
         .iter()
         .map(|(dir, gz)| {
             json!({"mediaType": if *gz {"application/vnd.oci.image.layer.v1.tar+gzip"} else {"application/vnd.oci.image.layer.v1.tar"},
                    "digest": put_layer(&blobs, dir, *gz)})
         })
         .collect();
-    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg},
-        "layers": descs}))
-    .unwrap();
-    let m = put(&manifest);
-    std::fs::write(
-        out.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m}]}))
-        .unwrap(),
-    )
-    .unwrap();
+    oci_image(out, json!({"Env": ["PATH=/usr/bin:/bin"]}), descs);
 }
 
 /// A two-layer image: a shell root file system, then a layer with /data/hello.txt and

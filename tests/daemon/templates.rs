@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::harness::Daemon;
-use crate::rootfs::{hex, shell_rootfs};
+use crate::rootfs::{layer_desc, oci_image, shell_rootfs};
 
 /// A tar of `dir`'s contents (owner root), gzip-compressed when `gz`.
 fn tar_dir(dir: &Path, gz: bool) -> Vec<u8> {
@@ -31,40 +30,23 @@ fn tar_dir(dir: &Path, gz: bool) -> Vec<u8> {
 
 /// Writes an OCI image layout with these layer blobs (bottom first) into `out`.
 fn oci_layout(out: &Path, layers: &[Vec<u8>]) {
-    let blobs = out.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let h = hex(&Sha256::digest(data));
-        std::fs::write(blobs.join(&h), data).unwrap();
-        format!("sha256:{h}")
-    };
-    let config = json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/bin:/bin", "IMAGE=test"]},
-        "rootfs": {"type": "layers", "diff_ids": []}});
-    let config = serde_json::to_vec(&config).unwrap();
-    let cfg_digest = put(&config);
-    let layer_descs: Vec<Value> = layers
+    let descs = layers
         .iter()
         .map(|l| {
             let gz = l.starts_with(&[0x1f, 0x8b]);
-            json!({"mediaType": if gz {"application/vnd.oci.image.layer.v1.tar+gzip"} else {"application/vnd.oci.image.layer.v1.tar"},
-                   "digest": put(l), "size": l.len()})
+            let mt = if gz {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            } else {
+                "application/vnd.oci.image.layer.v1.tar"
+            };
+            layer_desc(out, l, mt)
         })
         .collect();
-    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": config.len()},
-        "layers": layer_descs}))
-    .unwrap();
-    let m_digest = put(&manifest);
-    std::fs::write(out.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        out.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m_digest, "size": manifest.len()}]}))
-        .unwrap(),
-    )
-    .unwrap();
+    oci_image(
+        out,
+        json!({"Env": ["PATH=/usr/bin:/bin", "IMAGE=test"]}),
+        descs,
+    );
 }
 
 /// A two-layer image: the second layer deletes /gone.txt (whiteout), makes /opq opaque
