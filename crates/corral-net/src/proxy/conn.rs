@@ -129,12 +129,8 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
             return;
         }
         let client = Box::new(Prefixed::new(target.first, s));
-        let out = i.handle(info, client, upstream).await;
-        rec.allowed = out.allowed;
-        rec.bytes_up = out.bytes_up;
-        rec.bytes_down = out.bytes_down;
-        rec.reason = out.note;
-        sh.records.push(rec);
+        sh.records
+            .push(rec.intercepted(i.handle(info, client, upstream).await));
         return;
     }
     if !tls {

@@ -302,12 +302,8 @@ pub(crate) async fn serve(
                 pre.extend_from_slice(&cin.buf[end..]);
                 drop(cin);
                 let client = Box::new(Prefixed::new(pre, client));
-                let out = i.handle(info, client, upstream).await;
-                rec.allowed = out.allowed;
-                rec.bytes_up = out.bytes_up;
-                rec.bytes_down = out.bytes_down;
-                rec.reason = out.note;
-                sh.records.push(rec);
+                sh.records
+                    .push(rec.intercepted(i.handle(info, client, upstream).await));
                 return;
             }
         }

@@ -72,6 +72,17 @@ pub struct EgressRecord {
     pub reason: Option<String>,
 }
 
+impl EgressRecord {
+    /// This record completed with what an interceptor did with the connection.
+    pub(crate) fn intercepted(mut self, out: super::Intercepted) -> EgressRecord {
+        self.allowed = out.allowed;
+        self.bytes_up = out.bytes_up;
+        self.bytes_down = out.bytes_down;
+        self.reason = out.note;
+        self
+    }
+}
+
 /// The ring and the subscribers.
 #[derive(Debug)]
 pub(crate) struct Records {
