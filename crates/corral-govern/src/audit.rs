@@ -112,6 +112,7 @@ impl AuditEvent {
 /// dropped.
 pub(crate) fn spawn_checkpointer(alive: std::sync::Weak<AuditLog>, paths: Vec<PathBuf>) {
     let spawned = std::thread::Builder::new()
+        // A vital thread: a panic on it stops the process (crates/corral/src/panics.rs).
         .name("corral-wal".into())
         .spawn(move || {
             let conns: Vec<Connection> = paths

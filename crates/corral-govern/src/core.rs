@@ -429,6 +429,7 @@ impl PolicyCore {
     pub fn spawn_catalog_watcher(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
+            // A vital thread: a panic on it stops the process (crates/corral/src/panics.rs).
             .name("corral-catalog".into())
             .spawn(move || loop {
                 std::thread::sleep(CATALOG_POLL);

@@ -6,9 +6,11 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use corral_sandbox::SandboxError;
 use corral_types::ErrorBody;
+use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -87,6 +89,22 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// Middleware: a handler that panics (a bug) answers a JSON 500 `internal` instead of
+/// a dropped connection. The panic itself is reported once, on stderr, by the binary's
+/// panic hook; the daemon and every other request go on (the release build unwinds,
+/// see the root Cargo.toml).
+pub(crate) async fn catch_panics(req: Request, next: Next) -> Response {
+    // AssertUnwindSafe: the request's own future is dropped with the panic; shared
+    // state it touched is behind locks that recover from poisoning.
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(_) => ApiError::internal("a request handler panicked (reported above)").into_response(),
+    }
+}
 
 /// A JSON body. Rejections become JSON errors: 413 for a body over the limit, 400 for
 /// everything else (malformed JSON, unknown fields, wrong types, missing content type).
@@ -189,4 +207,50 @@ pub(crate) async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not take that method; see GET /v1/openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500_and_the_next_request_is_served() {
+        async fn boom() -> &'static str {
+            panic!("a bug in a handler")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route(
+                "/fine",
+                get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+            )
+            .layer(axum::middleware::from_fn(catch_panics));
+        let (status, body) = call(&app, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        // The panic's own text stays in the daemon's log, not in the answer.
+        assert!(!body.to_string().contains("a bug in a handler"), "{body}");
+        assert_eq!(
+            call(&app, "/fine").await,
+            (StatusCode::OK, serde_json::json!({"ok": true}))
+        );
+    }
 }

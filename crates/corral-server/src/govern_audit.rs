@@ -92,6 +92,7 @@ pub(crate) fn spawn_egress_recorder(manager: &Manager, gov: &Arc<Governance>) {
     let mut rx = proxy.subscribe();
     let audit = gov.audit().clone();
     let spawned = std::thread::Builder::new()
+        // A vital thread: a panic on it stops the process (crates/corral/src/panics.rs).
         .name("corral-egress-audit".into())
         .spawn(move || loop {
             use tokio::sync::broadcast::error::RecvError;

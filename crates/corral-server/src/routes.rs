@@ -177,6 +177,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(crate::mcp::router(state.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(crate::error::catch_panics))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

@@ -13,6 +13,7 @@ mod cli_secret;
 mod cli_serve;
 mod cli_template;
 mod client_conn;
+mod panics;
 mod paths;
 
 use std::process::ExitCode;
@@ -62,6 +63,12 @@ const EXIT_CORRAL_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
     ensure_std_fds();
+    panics::install();
+    panics::guard(json_requested(), dispatch)
+}
+
+/// Runs what the command line asks for.
+fn dispatch() -> ExitCode {
     // `corral __spawn`: the daemon's single-threaded sandbox builder (docs/daemon.md).
     // Internal, so not a clap subcommand: it reads JSON on stdin and is never typed.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__spawn") {
