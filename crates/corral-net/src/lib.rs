@@ -41,7 +41,7 @@ pub use proxy::{
     parse_list as parse_egress_rules, proxy_env, resolv_conf, ClientIo, ClientStream, ConnInfo,
     EgressConfig, EgressPorts, EgressProxy, EgressRecord, InterceptFuture, Intercepted,
     Interceptor, Policy, PolicyError, ProxyError, Resolve, Rule, SandboxEgress, Upstream, Verdict,
-    Via,
+    Via, DEFAULT_MAX_CONNECTIONS,
 };
 pub use run::RunNet;
 pub use secrets::{

@@ -95,6 +95,8 @@ struct NetworkKeys {
     egress_deny: Option<Vec<String>>,
     /// Static name -> IPv4 map for the egress proxy (tests, private registries).
     resolve: Option<std::collections::HashMap<String, String>>,
+    /// Connections one allow-mode sandbox may have open through the egress proxy.
+    egress_max_connections: Option<usize>,
     /// Extra PEM roots the credential broker trusts toward real hosts (a private CA;
     /// tests), besides the system's.
     upstream_ca: Option<PathBuf>,
@@ -126,6 +128,15 @@ fn network_settings(n: NetworkKeys) -> anyhow::Result<corral_sandbox::NetSetting
             anyhow::anyhow!("network.resolve: {ip:?} (for {name:?}) is not an IPv4 address")
         })?;
         s.resolve.insert(name, ip);
+    }
+    if let Some(m) = n.egress_max_connections {
+        if m == 0 {
+            anyhow::bail!(
+                "network.egress_max_connections: must be at least 1 (the default is {})",
+                corral_net::DEFAULT_MAX_CONNECTIONS
+            );
+        }
+        s.egress_max_connections = m;
     }
     s.upstream_roots = n.upstream_ca;
     Ok(s)
@@ -320,6 +331,20 @@ mod tests {
         assert!(e.to_string().contains("mem"), "{e}");
         let f: FileConfig = toml::from_str("tls_cert = \"/a\"\n").unwrap();
         assert!(resolve(f, &args(), "/bin/corral".into()).is_err());
+    }
+
+    #[test]
+    fn the_egress_connection_cap_defaults_applies_and_refuses_zero() {
+        let keys = |t: &str| toml::from_str::<NetworkKeys>(t).unwrap();
+        let s = network_settings(keys("")).unwrap();
+        assert_eq!(
+            s.egress_max_connections,
+            corral_net::DEFAULT_MAX_CONNECTIONS
+        );
+        let s = network_settings(keys("egress_max_connections = 8")).unwrap();
+        assert_eq!(s.egress_max_connections, 8);
+        let e = network_settings(keys("egress_max_connections = 0")).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 
     #[test]

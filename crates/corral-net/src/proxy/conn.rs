@@ -59,9 +59,34 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
     let IpAddr::V4(src) = peer.ip() else { return };
     // Not a registered sandbox: nothing to serve (nftables lets none through anyway).
     let Some(sb) = sh.sandbox(src) else { return };
-    let _ = s.set_nodelay(true);
     let orig = original_dst(&s);
     let at_ms = now_ms();
+    // Held until the connection is done, whichever way it ends.
+    let _slot = match sh.admit(src) {
+        Ok(slot) => slot,
+        Err(open) => {
+            // Closed unread: reading what it wants would hold one more descriptor.
+            let why = format!(
+                "too many connections: the sandbox has {open} open through the egress proxy \
+                 (the limit, [network] egress_max_connections); close some and retry"
+            );
+            let dst = orig.map_or(String::new(), |o| o.ip().to_string());
+            let port = orig.map_or(0, |o| o.port());
+            record(
+                &sh,
+                &sb,
+                at_ms,
+                Via::Other,
+                &dst,
+                port,
+                false,
+                None,
+                Some(why),
+            );
+            return;
+        }
+    };
+    let _ = s.set_nodelay(true);
     let target = match tokio::time::timeout(FIRST_BYTES, read_target(&mut s, orig)).await {
         Ok(Ok(t)) => t,
         Ok(Err((via, why, reply))) => {

@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub(crate) use policy::normalize;
 pub use policy::{parse_list, Policy, PolicyError, Rule, Verdict};
@@ -145,7 +145,7 @@ pub struct SandboxEgress {
 }
 
 /// The proxy's settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EgressConfig {
     /// Deny rules applied to every sandbox (`[network] egress_deny`).
     pub deny: Vec<Rule>,
@@ -153,6 +153,25 @@ pub struct EgressConfig {
     /// names (`[network] resolve`; meant for tests and private registries: these
     /// addresses are trusted, the rebinding check does not apply to them).
     pub resolve: HashMap<String, Ipv4Addr>,
+    /// Connections one sandbox may have open through the proxy at once
+    /// (`[network] egress_max_connections`); more are refused and recorded. Each
+    /// costs the daemon up to six descriptors, so without a cap one sandbox could
+    /// exhaust the daemon's and stop its API and every other sandbox's egress.
+    pub max_connections: usize,
+}
+
+/// [`EgressConfig::max_connections`] unless configured: far above what a package
+/// manager or a browser opens at once (pip about 10, Chromium 6 per host).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            deny: Vec::new(),
+            resolve: HashMap::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// The ports the proxy and resolver listen on (on every host address; nftables lets
@@ -170,11 +189,47 @@ pub(crate) struct Shared {
     pub(crate) cfg: EgressConfig,
     pub(crate) ports: EgressPorts,
     sandboxes: RwLock<HashMap<Ipv4Addr, Arc<SandboxEgress>>>,
+    /// Open connections per sandbox address (only those with any).
+    open: Mutex<HashMap<Ipv4Addr, usize>>,
     pub(crate) records: records::Records,
     interceptor: RwLock<Option<Arc<dyn Interceptor>>>,
 }
 
+/// One of a sandbox's open connections, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnSlot {
+    shared: Arc<Shared>,
+    addr: Ipv4Addr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
+
 impl Shared {
+    /// A slot for one more connection from the sandbox at `addr`; `Err` with how many
+    /// it has open when that is already [`EgressConfig::max_connections`].
+    pub(crate) fn admit(self: &Arc<Self>, addr: Ipv4Addr) -> Result<ConnSlot, usize> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(addr).or_insert(0);
+        if *n >= self.cfg.max_connections {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(ConnSlot {
+            shared: self.clone(),
+            addr,
+        })
+    }
+
     pub(crate) fn sandbox(&self, addr: Ipv4Addr) -> Option<Arc<SandboxEgress>> {
         self.sandboxes
             .read()
@@ -228,6 +283,11 @@ impl EgressProxy {
             proxy: port(tcp.local_addr(), "proxy")?,
             dns: port(udp.local_addr(), "DNS resolver")?,
         };
+        if cfg.max_connections == 0 {
+            return Err(ProxyError::Config(
+                "egress_max_connections must be at least 1".into(),
+            ));
+        }
         let mut cfg = cfg;
         cfg.resolve = cfg
             .resolve
@@ -242,6 +302,7 @@ impl EgressProxy {
             cfg,
             ports,
             sandboxes: RwLock::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             records: records::Records::new(),
             interceptor: RwLock::new(None),
         });

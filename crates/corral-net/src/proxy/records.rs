@@ -23,7 +23,9 @@ pub enum Via {
     Http,
     /// A DNS query to corral's resolver.
     Dns,
-    /// A redirected connection that was neither TLS nor HTTP.
+    /// A redirected connection that was neither TLS nor HTTP, or one refused before
+    /// its first bytes were read (over the sandbox's connection limit; the host is then
+    /// the address it was sent to).
     Other,
 }
 

@@ -46,7 +46,12 @@ pub(super) async fn proxy_allowing(rules: &str) -> EgressProxy {
     cfg.resolve.insert("a.up.test".into(), LO);
     cfg.deny.push(Rule::parse("bad.up.test").unwrap());
     let p = EgressProxy::start(cfg).await.unwrap();
-    let allow = parse_list(rules).unwrap();
+    register(&p, rules);
+    p
+}
+
+/// Serves sandbox `sb-1` at 127.0.0.1 with these allow rules and the proxy's deny rules.
+fn register(p: &EgressProxy, rules: &str) {
     p.register(
         LO,
         SandboxEgress {
@@ -54,12 +59,11 @@ pub(super) async fn proxy_allowing(rules: &str) -> EgressProxy {
             tenant: "t".into(),
             host_addr: LO,
             policy: Policy {
-                allow,
+                allow: parse_list(rules).unwrap(),
                 deny: p.deny_rules().to_vec(),
             },
         },
     );
-    p
 }
 
 pub(super) async fn talk(port: u16, send: &[u8]) -> String {
@@ -259,4 +263,92 @@ async fn the_resolver_answers_allowed_names_only() {
         r.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(),
         vec!["nope.test", "bad.up.test"]
     );
+}
+
+/// An upstream that keeps each connection open until the other side closes it.
+async fn holding_upstream() -> u16 {
+    let l = TcpListener::bind((LO, 0)).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink).await;
+            });
+        }
+    });
+    port
+}
+
+/// A CONNECT through the proxy: the stream and what the proxy answered first.
+async fn connect_via(port: u16, to: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect((LO, port)).await.unwrap();
+    s.write_all(format!("CONNECT {to} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut b = vec![0u8; 256];
+    let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut b)).await {
+        Ok(Ok(n)) => n,
+        // Closed unread: the kernel answers the unread request with a reset.
+        Ok(Err(_)) => 0,
+        Err(_) => panic!("no answer to CONNECT {to}"),
+    };
+    (s, String::from_utf8_lossy(&b[..n]).into_owned())
+}
+
+#[tokio::test]
+async fn a_sandbox_over_its_connection_limit_is_refused_and_recorded_until_one_closes() {
+    let hold = holding_upstream().await;
+    let to = format!("up.test:{hold}");
+    let mut cfg = EgressConfig::default();
+    assert_eq!(cfg.max_connections, DEFAULT_MAX_CONNECTIONS);
+    cfg.max_connections = 2;
+    cfg.resolve.insert("up.test".into(), LO);
+    let p = EgressProxy::start(cfg).await.unwrap();
+    register(&p, &to);
+    let port = p.ports().proxy;
+    let established = "HTTP/1.1 200 Connection established\r\n\r\n";
+    let (first, a) = connect_via(port, &to).await;
+    let (_second, b) = connect_via(port, &to).await;
+    assert_eq!((a.as_str(), b.as_str()), (established, established));
+
+    // The third is closed before anything is read or sent upstream.
+    let (_third, c) = connect_via(port, &to).await;
+    assert_eq!(c, "");
+    let r = wait_records(&p, 1).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    let why = r[0].reason.as_deref().unwrap_or_default();
+    assert!(
+        !r[0].allowed && r[0].via == Via::Other && r[0].rule.is_none(),
+        "{r:?}"
+    );
+    assert!(
+        why.contains("too many connections")
+            && why.contains("has 2 open")
+            && why.contains("egress_max_connections"),
+        "{why}"
+    );
+
+    // Closing one frees its slot (the relay ends when both sides are done).
+    drop(first);
+    let mut fourth = String::new();
+    for _ in 0..100 {
+        let (_s, got) = connect_via(port, &to).await;
+        fourth = got;
+        if fourth == established {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(fourth, established);
+}
+
+#[tokio::test]
+async fn a_connection_limit_of_zero_is_refused_at_start() {
+    let cfg = EgressConfig {
+        max_connections: 0,
+        ..EgressConfig::default()
+    };
+    let e = EgressProxy::start(cfg).await.unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
 }

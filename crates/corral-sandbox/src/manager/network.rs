@@ -31,6 +31,9 @@ pub struct NetSettings {
     /// Static name -> address map the egress proxy uses instead of the system
     /// resolver (`resolve`; for tests and private registries: trusted as configured).
     pub resolve: HashMap<String, Ipv4Addr>,
+    /// Connections one allow-mode sandbox may have open through the egress proxy at
+    /// once (`egress_max_connections`).
+    pub egress_max_connections: usize,
     /// Extra PEM roots the credential broker trusts toward real hosts, besides the
     /// system's (`upstream_ca`; a private CA, tests).
     pub upstream_roots: Option<std::path::PathBuf>,
@@ -44,6 +47,7 @@ impl Default for NetSettings {
             pool_size: 2,
             egress_deny: Vec::new(),
             resolve: HashMap::new(),
+            egress_max_connections: corral_net::DEFAULT_MAX_CONNECTIONS,
             upstream_roots: None,
         }
     }
@@ -71,6 +75,7 @@ impl Manager {
         let egress = match EgressProxy::start(EgressConfig {
             deny: s.egress_deny.clone(),
             resolve: s.resolve.clone(),
+            max_connections: s.egress_max_connections,
         })
         .await
         {
