@@ -118,7 +118,7 @@ fn dispatch() -> ExitCode {
 /// `corral run ...` parsed as if it were the whole command line: the same options,
 /// help and errors as the `run` subcommand of [`Cli`] (a test checks they match).
 fn run_alone() -> ExitCode {
-    use clap::{Args, FromArgMatches};
+    use clap::FromArgMatches;
     let args =
         std::iter::once(std::ffi::OsString::from("corral run")).chain(std::env::args_os().skip(2));
     match run_command()
