@@ -14,7 +14,7 @@ use super::http::{self, Head};
 use super::records::{now_ms, EgressRecord, Via};
 use super::sni::{self, Hello};
 use super::upstream::{Resolve, Upstream};
-use super::{h1, ConnInfo, SandboxEgress, Shared, Verdict};
+use super::{h1, ConnInfo, Refused, SandboxEgress, Shared, Verdict};
 
 /// How long a client may take to send what the decision needs.
 const FIRST_BYTES: Duration = Duration::from_secs(10);
@@ -62,9 +62,10 @@ async fn handle(mut s: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
     let orig = original_dst(&s);
     let at_ms = now_ms();
     // Held until the connection is done, whichever way it ends.
-    let _slot = match sh.admit(src) {
+    let _slot = match sh.admit(src, &s) {
         Ok(slot) => slot,
-        Err(open) => {
+        Err(Refused::Gone) => return,
+        Err(Refused::Full(open)) => {
             // Closed unread: reading what it wants would hold one more descriptor.
             let why = format!(
                 "too many connections: the sandbox has {open} open through the egress proxy \

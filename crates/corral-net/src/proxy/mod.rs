@@ -51,7 +51,9 @@ pub(crate) mod upstream;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub(crate) use policy::normalize;
@@ -189,10 +191,22 @@ pub(crate) struct Shared {
     pub(crate) cfg: EgressConfig,
     pub(crate) ports: EgressPorts,
     sandboxes: RwLock<HashMap<Ipv4Addr, Arc<SandboxEgress>>>,
-    /// Open connections per sandbox address (only those with any).
-    open: Mutex<HashMap<Ipv4Addr, usize>>,
+    /// Open connections per sandbox address (only those with any): each one's id and
+    /// a duplicate of its client socket, to shut it down when the sandbox goes.
+    open: Mutex<HashMap<Ipv4Addr, Vec<(u64, OwnedFd)>>>,
+    /// The next connection id.
+    next_conn: AtomicU64,
     pub(crate) records: records::Records,
     interceptor: RwLock<Option<Arc<dyn Interceptor>>>,
+}
+
+/// Why [`Shared::admit`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The sandbox has this many open: its limit.
+    Full(usize),
+    /// The sandbox is no longer served.
+    Gone,
 }
 
 /// One of a sandbox's open connections, counted until dropped.
@@ -200,14 +214,15 @@ pub(crate) struct Shared {
 pub(crate) struct ConnSlot {
     shared: Arc<Shared>,
     addr: Ipv4Addr,
+    id: u64,
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(conns) = open.get_mut(&self.addr) {
+            conns.retain(|(id, _)| *id != self.id);
+            if conns.is_empty() {
                 open.remove(&self.addr);
             }
         }
@@ -215,19 +230,54 @@ impl Drop for ConnSlot {
 }
 
 impl Shared {
-    /// A slot for one more connection from the sandbox at `addr`; `Err` with how many
-    /// it has open when that is already [`EgressConfig::max_connections`].
-    pub(crate) fn admit(self: &Arc<Self>, addr: Ipv4Addr) -> Result<ConnSlot, usize> {
+    /// A slot for one more connection, `client`, from the sandbox at `addr`: `Full`
+    /// with how many it has open when that is already
+    /// [`EgressConfig::max_connections`] (or when no descriptor is left to duplicate
+    /// the socket with: the daemon is out of them), `Gone` when the sandbox has been
+    /// unregistered since the connection was accepted.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        addr: Ipv4Addr,
+        client: &impl AsFd,
+    ) -> Result<ConnSlot, Refused> {
+        // Lock order: `open`, then `sandboxes` (as in `unregister`), so a sandbox
+        // cannot go between this check and the slot being taken.
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(addr).or_insert(0);
-        if *n >= self.cfg.max_connections {
-            return Err(*n);
+        if self.sandbox(addr).is_none() {
+            return Err(Refused::Gone);
         }
-        *n += 1;
+        let conns = open.entry(addr).or_default();
+        let n = conns.len();
+        if n >= self.cfg.max_connections {
+            return Err(Refused::Full(n));
+        }
+        // A duplicate, not the number: shutting it down later can only ever reach
+        // this socket, even after the task has closed its own descriptor.
+        let dup = client
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|_| Refused::Full(n))?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        conns.push((id, dup));
         Ok(ConnSlot {
             shared: self.clone(),
             addr,
+            id,
         })
+    }
+
+    /// Stops serving `addr` and shuts down the sandbox side of every connection it
+    /// has open: each one then ends as if the sandbox had closed it, and is recorded
+    /// with its bytes.
+    fn unregister(&self, addr: Ipv4Addr) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        self.sandboxes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr);
+        for (_, fd) in open.get(&addr).into_iter().flatten() {
+            let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
     }
 
     pub(crate) fn sandbox(&self, addr: Ipv4Addr) -> Option<Arc<SandboxEgress>> {
@@ -303,6 +353,7 @@ impl EgressProxy {
             ports,
             sandboxes: RwLock::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
             records: records::Records::new(),
             interceptor: RwLock::new(None),
         });
@@ -332,13 +383,11 @@ impl EgressProxy {
             .insert(addr, Arc::new(egress));
     }
 
-    /// Stops serving the sandbox at `addr` (its next connections are closed).
+    /// Stops serving the sandbox at `addr`: its next connections are closed unread,
+    /// and the ones it has open are shut down now (a removed sandbox's connections
+    /// would otherwise live on in the daemon until their upstream closed them).
     pub fn unregister(&self, addr: Ipv4Addr) {
-        self.shared
-            .sandboxes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&addr);
+        self.shared.unregister(addr);
     }
 
     /// Sets the interceptor consulted for every allowed connection.

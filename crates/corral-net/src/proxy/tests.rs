@@ -352,3 +352,42 @@ async fn a_connection_limit_of_zero_is_refused_at_start() {
     let e = EgressProxy::start(cfg).await.unwrap_err();
     assert!(e.to_string().contains("at least 1"), "{e}");
 }
+
+#[tokio::test]
+async fn unregistering_a_sandbox_ends_its_open_connections_and_records_them() {
+    let hold = holding_upstream().await;
+    let to = format!("up.test:{hold}");
+    let p = proxy_allowing(&to).await;
+    let (mut s, got) = connect_via(p.ports().proxy, &to).await;
+    assert_eq!(got, "HTTP/1.1 200 Connection established\r\n\r\n");
+    s.write_all(b"ping").await.unwrap();
+    // Nothing ends it but the sandbox going away.
+    let mut b = [0u8; 16];
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut b))
+            .await
+            .is_err()
+    );
+    p.unregister(LO);
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut b)).await;
+    assert!(
+        matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection stayed open: {end:?}"
+    );
+    // Recorded as it ended, with its bytes.
+    let r = wait_records(&p, 1).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].allowed && r[0].via == Via::Connect && r[0].bytes_up == 4,
+        "{r:?}"
+    );
+    // And its slot is free: the sandbox, served again, may open its full quota.
+    register(&p, &to);
+    for _ in 0..100 {
+        if p.shared.open.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(p.shared.open.lock().unwrap().is_empty());
+}
