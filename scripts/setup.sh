@@ -49,4 +49,4 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 cargo build --release --locked
-echo "setup.sh: built target/release/corral"
+echo "setup.sh: built target/release/corral (and corral-full, which it runs for every command but run)"

@@ -1,6 +1,6 @@
 //! `corral run --net allow=...`: the run's egress proxy and resolver, hosted by a
-//! helper process (`corral __egress`), because the run itself must stay
-//! single-threaded to fork the sandbox.
+//! helper process (`corral __egress`, egress_helper.rs in corral-full), because the
+//! run itself must stay single-threaded to fork the sandbox.
 //!
 //! The conversation, one line each way per step, over the helper's stdin/stdout:
 //! helper `PORTS <proxy> <dns>`; run `SANDBOX <sandbox-ip> <host-ip>`; helper `READY`.
@@ -13,23 +13,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use corral_isolate::{Bind, SandboxSpec};
-use corral_net::{EgressConfig, EgressPorts, EgressProxy, Policy, Rule, SandboxEgress};
+use corral_net::EgressPorts;
 
 use crate::paths;
-
-/// Arguments of `corral __egress`: `RULES [NAME=IP...]`.
-fn parse_args(args: &[String]) -> Result<(Vec<Rule>, EgressConfig), String> {
-    let rules = args
-        .first()
-        .ok_or("usage: corral __egress RULES [NAME=IP...]")?;
-    let allow = corral_net::parse_egress_rules(rules).map_err(|e| e.to_string())?;
-    let mut cfg = EgressConfig::default();
-    for a in &args[1..] {
-        let (name, ip) = parse_resolve(a)?;
-        cfg.resolve.insert(name, ip);
-    }
-    Ok((allow, cfg))
-}
 
 /// `NAME=IPV4` (the `--egress-resolve` syntax).
 pub(crate) fn parse_resolve(s: &str) -> Result<(String, Ipv4Addr), String> {
@@ -40,92 +26,6 @@ pub(crate) fn parse_resolve(s: &str) -> Result<(String, Ipv4Addr), String> {
         .parse()
         .map_err(|_| format!("invalid --egress-resolve {s:?}: {ip:?} is not an IPv4 address"))?;
     Ok((n.to_string(), ip))
-}
-
-/// The helper's main: serves until stdin closes.
-pub(crate) fn helper_main() -> u8 {
-    let args: Vec<String> = std::env::args().skip(2).collect();
-    let (allow, cfg) = match parse_args(&args) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("corral: {e}");
-            return 2;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("corral: starting the egress proxy's runtime: {e}");
-            return 1;
-        }
-    };
-    rt.block_on(async move {
-        let proxy = match EgressProxy::start(cfg).await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("corral: {}", corral_isolate::error_chain(&e));
-                return 1;
-            }
-        };
-        let p = proxy.ports();
-        println!("PORTS {} {}", p.proxy, p.dns);
-        // The rest of the conversation and the wait for EOF are blocking reads.
-        let mut records = proxy.subscribe();
-        tokio::spawn(async move {
-            while let Ok(r) = records.recv().await {
-                if !r.allowed {
-                    eprintln!(
-                        "corral: egress denied: {}:{} ({}): {}",
-                        if r.host.is_empty() { "?" } else { &r.host },
-                        r.port,
-                        r.via.as_str(),
-                        r.reason.as_deref().unwrap_or("not allowed")
-                    );
-                }
-            }
-        });
-        let proxy = std::sync::Arc::new(proxy);
-        let pr = proxy.clone();
-        let served = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            let stdin = std::io::stdin();
-            if stdin.lock().read_line(&mut line).is_err() {
-                return;
-            }
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            if let ["SANDBOX", sb, host] = parts.as_slice() {
-                if let (Ok(sb), Ok(host)) = (sb.parse(), host.parse()) {
-                    pr.register(
-                        sb,
-                        SandboxEgress {
-                            sandbox: "run".into(),
-                            tenant: String::new(),
-                            host_addr: host,
-                            policy: Policy {
-                                allow,
-                                deny: Vec::new(),
-                            },
-                        },
-                    );
-                    println!("READY");
-                }
-            }
-            // Serve until the run closes our stdin.
-            let mut rest = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stdin.lock(), &mut rest);
-        })
-        .await;
-        drop(proxy);
-        if served.is_err() {
-            1
-        } else {
-            0
-        }
-    })
 }
 
 /// A sandbox network in mode allow for one `corral_isolate::run` (a `corral run` or a
@@ -180,25 +80,6 @@ pub(crate) fn attach_allow(
         _net: net,
         _helper: helper,
     })
-}
-
-/// Networks for recipes' RUN steps (`# corral: allow HOST ...`), for `corral template
-/// build` and the daemon's `corral __build` helper.
-#[derive(Debug, Default)]
-pub(crate) struct BuildEgress {
-    /// `--egress-resolve` answers (tests: names of hosts in their own namespaces).
-    pub(crate) resolve: Vec<(String, Ipv4Addr)>,
-}
-
-impl corral_sandbox::BuildNetwork for BuildEgress {
-    fn attach(
-        &self,
-        allow: &[String],
-        spec: &mut SandboxSpec,
-    ) -> Result<Box<dyn std::any::Any>, String> {
-        let net = attach_allow(spec, &allow.join(","), &self.resolve)?;
-        Ok(Box::new(net))
-    }
 }
 
 /// The run's side: the helper process while the run lasts.
@@ -284,21 +165,5 @@ impl Drop for Helper {
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments() {
-        let (allow, cfg) =
-            parse_args(&["api.test:8443,*.b.org".into(), "api.test=198.18.3.2".into()]).unwrap();
-        assert_eq!(allow.len(), 2);
-        assert_eq!(cfg.resolve["api.test"], Ipv4Addr::new(198, 18, 3, 2));
-        assert!(parse_args(&[]).is_err());
-        assert!(parse_args(&["a.b".into(), "x".into()]).is_err());
-        assert!(parse_resolve("a.b=::1").is_err());
     }
 }

@@ -207,7 +207,7 @@ fn run(args: TemplateArgs) -> anyhow::Result<()> {
                 build_args: parsed,
                 runtime_dir: paths::runtime_dir(),
                 cgroup_parent: paths::cgroup_parent(),
-                network: Some(std::sync::Arc::new(crate::cli_egress::BuildEgress {
+                network: Some(std::sync::Arc::new(crate::build_egress::BuildEgress {
                     resolve: egress_resolve,
                 })),
             };

@@ -1,5 +1,8 @@
-//! corral: a self-hosted, governed sandbox for AI agents.
+//! corral-full: every subcommand of corral (the daemon, its clients, governance,
+//! templates) and its internal helpers. `corral` itself (front.rs) runs `corral run`
+//! and hands every other command line to this binary, installed next to it.
 
+mod build_egress;
 mod cli_approvals;
 mod cli_audit;
 mod cli_egress;
@@ -13,6 +16,8 @@ mod cli_secret;
 mod cli_serve;
 mod cli_template;
 mod client_conn;
+mod common;
+mod egress_helper;
 mod panics;
 mod paths;
 
@@ -58,8 +63,8 @@ enum Command {
     Audit(cli_audit::AuditArgs),
 }
 
-/// Exit status when corral itself fails (as opposed to the command).
-const EXIT_CORRAL_ERROR: u8 = 125;
+pub(crate) use common::EXIT_CORRAL_ERROR;
+use common::{ensure_std_fds, json_requested, run_alone, usage_error};
 
 fn main() -> ExitCode {
     ensure_std_fds();
@@ -79,14 +84,14 @@ fn dispatch() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__build") {
         // The daemon's `[network] resolve` map comes with the job.
         let egress = |resolve| {
-            std::sync::Arc::new(cli_egress::BuildEgress { resolve })
+            std::sync::Arc::new(build_egress::BuildEgress { resolve })
                 as std::sync::Arc<dyn corral_sandbox::BuildNetwork>
         };
         return ExitCode::from(corral_sandbox::build_main(egress).clamp(0, 255) as u8);
     }
     // `corral __egress`: the egress proxy of one `corral run --net allow=...`.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__egress") {
-        return ExitCode::from(cli_egress::helper_main());
+        return ExitCode::from(egress_helper::helper_main());
     }
     // `corral run` parses only its own options: clap building the whole command tree
     // (every subcommand's arguments) is a measurable part of a one-shot start.
@@ -115,129 +120,6 @@ fn dispatch() -> ExitCode {
     }
 }
 
-/// `corral run ...` parsed as if it were the whole command line: the same options,
-/// help and errors as the `run` subcommand of [`Cli`] (a test checks they match).
-fn run_alone() -> ExitCode {
-    use clap::FromArgMatches;
-    let args =
-        std::iter::once(std::ffi::OsString::from("corral run")).chain(std::env::args_os().skip(2));
-    match run_command()
-        .try_get_matches_from(args)
-        .and_then(|m| cli_run::RunArgs::from_arg_matches(&m))
-    {
-        Ok(args) => cli_run::main(args),
-        Err(e) => usage_error(&e),
-    }
-}
-
-/// The `run` subcommand on its own.
-fn run_command() -> clap::Command {
-    use clap::Args;
-    // The about after the arguments: RunArgs' own doc comment would win otherwise.
-    cli_run::RunArgs::augment_args(clap::Command::new("run").bin_name("corral run"))
-        .about(RUN_ABOUT)
-        .long_about(None)
-}
-
-/// `corral run`'s one-line help (the doc comment of [`Command::Run`], as clap shows it).
-const RUN_ABOUT: &str = "Run a command in a fresh, fully isolated sandbox and remove it afterwards";
-
-/// Prints clap's help/version as usual; any other parse error becomes one line on
-/// stderr and exit 125.
-fn usage_error(e: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        _ => {
-            let message = match e.kind() {
-                ErrorKind::MissingRequiredArgument if missing_command() => {
-                    "missing CMD: put the command after --, e.g. corral run -- python3 -V"
-                        .to_string()
-                }
-                _ => {
-                    // clap's text up to its usage block, on one line.
-                    let rendered = e.render().to_string();
-                    let text: Vec<&str> = rendered
-                        .lines()
-                        .map(str::trim)
-                        .take_while(|l| {
-                            !l.starts_with("Usage:")
-                                && !l.starts_with("tip:")
-                                && !l.starts_with("For more information")
-                        })
-                        .filter(|l| !l.is_empty())
-                        .collect();
-                    let text = text.join(" ");
-                    let text = text.trim_start_matches("error: ");
-                    format!(
-                        "{}; see 'corral --help'",
-                        if text.is_empty() {
-                            "invalid arguments"
-                        } else {
-                            text
-                        }
-                    )
-                }
-            };
-            eprintln!("corral: {message}");
-            if json_requested() {
-                let body = corral_types::ErrorBody::new("invalid_argument", message);
-                if let Ok(s) = serde_json::to_string(&body) {
-                    println!("{s}");
-                }
-            }
-            ExitCode::from(EXIT_CORRAL_ERROR)
-        }
-    }
-}
-
-/// Whether a `corral run` has nothing after its `--` (or no `--` at all).
-fn missing_command() -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("run") {
-        return false;
-    }
-    match args.iter().position(|a| a == "--") {
-        Some(i) => i + 1 == args.len(),
-        None => true,
-    }
-}
-
-/// Whether `--json` was given to corral itself (before the `--` that starts the
-/// command), so even a usage error is answered with a JSON object.
-fn json_requested() -> bool {
-    std::env::args()
-        .skip(1)
-        .take_while(|a| a != "--")
-        .any(|a| a == "--json")
-}
-
-/// Makes sure fds 0-2 are open (to /dev/null if the caller closed them), so no file
-/// corral opens later can land on a standard stream number.
-fn ensure_std_fds() {
-    for fd in 0..3 {
-        if nix_fd_is_closed(fd) {
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                // The lowest free number is taken: this is `fd`.
-                std::mem::forget(f);
-            }
-        }
-    }
-}
-
-fn nix_fd_is_closed(fd: i32) -> bool {
-    !std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -252,7 +134,7 @@ mod tests {
             Err(e) => format!("{:?}: {}", e.kind(), e.render()),
         };
         let full = Cli::try_parse_from(["corral", "run"].iter().chain(args)).map(|_| ());
-        let alone = run_command()
+        let alone = common::run_command()
             .try_get_matches_from(["corral run"].iter().chain(args))
             .and_then(|m| <cli_run::RunArgs as clap::FromArgMatches>::from_arg_matches(&m))
             .map(|_| ());
