@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     /// What clap answers for these arguments after `corral run`: through the whole tree
-    /// and through [`run_command`].
+    /// and through [`common::run_command`].
     fn both(args: &[&str]) -> (String, String) {
         let render = |r: Result<(), clap::Error>| match r {
             Ok(()) => "parsed".to_string(),
