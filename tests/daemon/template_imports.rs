@@ -292,21 +292,28 @@ fn cancelling_a_big_import_leaves_no_template_and_no_work_dir() {
     assert_eq!(layers_left, 0);
 }
 
+/// `corral template import --name NAME --oci IMG --data-dir DATA`, which must succeed:
+/// its stdout and stderr.
+fn cli_import(name: &str, img: &Path, data: &Path) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["template", "import", "--name", name, "--oci"])
+        .arg(img)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), err)
+}
+
 #[test]
 fn the_cli_import_prints_progress_lines() {
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("img");
     image(&img, 1 << 20);
     let data = t.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["template", "import", "--name", "cli-imp", "--oci"])
-        .arg(&img)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (out, err) = cli_import("cli-imp", &img, &data);
     for want in [
         "layer 1/2 started sha256:",
         "layer 1/2 applied",
@@ -317,17 +324,9 @@ fn the_cli_import_prints_progress_lines() {
     ] {
         assert!(err.contains(want), "{want:?} missing from:\n{err}");
     }
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("cli-imp:1 tpl-"));
+    assert!(out.starts_with("cli-imp:1 tpl-"), "{out}");
     // Again: cached.
-    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["template", "import", "--name", "cli-imp2", "--oci"])
-        .arg(&img)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (_, err) = cli_import("cli-imp2", &img, &data);
     assert!(
         err.contains("layer 1/2 cached") && err.contains("layer 2/2 cached"),
         "{err}"
