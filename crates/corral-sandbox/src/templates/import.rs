@@ -445,23 +445,12 @@ mod tests {
     use serde_json::json;
     use sha2::{Digest, Sha256};
 
-    use super::super::layer::hex;
+    use super::super::layer::{hex, tar_of};
     use super::*;
 
     /// A tar of files (name, data), gzip-compressed.
     fn layer_blob(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append_data(&mut h, name, *data).unwrap();
-        }
-        let raw = b.into_inner().unwrap();
+        let raw = tar_of(files);
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(&raw).unwrap();
         e.finish().unwrap()

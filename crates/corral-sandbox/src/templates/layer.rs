@@ -398,6 +398,24 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A tar of regular files (name, data), mode 0644, owned by root, mtime 0: the layer
+/// the template tests build their images from.
+#[cfg(test)]
+pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
 /// `true` for a `.wh.` name.
 pub(crate) fn whiteout_target(name: &OsStr) -> Option<&OsStr> {
     name.as_bytes().strip_prefix(b".wh.").map(OsStr::from_bytes)

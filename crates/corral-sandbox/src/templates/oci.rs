@@ -532,21 +532,8 @@ mod tests {
 
     /// A tar holding `hello.txt` ("hello zstd") and a 1 MiB file of varied bytes.
     fn tar_bytes() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append_data(&mut h, name, data).unwrap();
-        };
-        add("hello.txt", b"hello zstd");
         let big: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
-        add("big.bin", &big);
-        b.into_inner().unwrap()
+        super::super::layer::tar_of(&[("hello.txt", b"hello zstd"), ("big.bin", &big)])
     }
 
     /// Compresses with the zstd command-line tool (the Debian package `zstd`, which
